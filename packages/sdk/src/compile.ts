@@ -1,0 +1,245 @@
+/**
+ * One compile API over a content-addressed cache and local clang.
+ *
+ * The cache key covers everything that changes the object: the wrapped source, the flags,
+ * lbc.h, the compiler identity and the target arch. A hit costs a hash and a file read;
+ * clang is neither run nor even asked its version (its identity is remembered by the
+ * binary's path, size and mtime).
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CompileError, type Diagnostic, LbcError, NotFoundError } from './errors.js';
+import { native } from './native.js';
+
+/** Where lbc.h lives. */
+export const INCLUDE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'include');
+const CACHE_FORMAT = 1;
+
+export interface CompileOptions {
+  /** Base name: the file name in diagnostics (`<name>.bpf.c`). Default "prog". */
+  name?: string;
+  /** Extra clang flags (pylcc's `env`), e.g. ["-DLBC_DEBUG"]. A string is split on white space. */
+  flags?: string[] | string;
+  /** 'auto' (cache, then local clang) or 'local'. Default 'auto'. */
+  mode?: 'auto' | 'local';
+  /** Cache directory. Default $TSLCC_CACHE_DIR, else $XDG_CACHE_HOME/tslcc, else ~/.cache/tslcc. */
+  cacheDir?: string;
+  /** Skip the cache lookup (the result is still stored). */
+  noCache?: boolean;
+  /** clang binary. Default $TSLCC_CLANG, else `clang` from PATH. */
+  clang?: string;
+  /** Target arch as Node (x64, arm64) or the kernel (x86, arm64) names it. Default: this host. */
+  arch?: string;
+  /** Extra include directories (also from pylcc's LBC_INCLUDE, colon separated). */
+  includeDirs?: string[];
+  /** Kernel BTF to generate vmlinux.h from. Default /sys/kernel/btf/vmlinux. */
+  btfPath?: string;
+}
+
+export interface CompiledObject {
+  /** The CO-RE ELF object. */
+  elf: Buffer;
+  /** Content hash: the cache key. */
+  key: string;
+  /** Where it came from. */
+  from: 'cache' | 'local';
+  /** Path of the cached object. */
+  path: string;
+  /** Compiler warnings, at the user's lines. */
+  warnings: Diagnostic[];
+  /** Milliseconds spent. */
+  ms: number;
+}
+
+export function defaultCacheDir(): string {
+  if (process.env.TSLCC_CACHE_DIR) return process.env.TSLCC_CACHE_DIR;
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'tslcc');
+}
+
+/** The kernel's name for an arch, as used by bpf_tracing.h's __TARGET_ARCH_*. */
+export function kernelArch(arch: string = process.arch): string {
+  const map: Record<string, string> = {
+    x64: 'x86', x86_64: 'x86', x86: 'x86', amd64: 'x86',
+    arm64: 'arm64', aarch64: 'arm64',
+    s390x: 's390', s390: 's390',
+    ppc64: 'powerpc', ppc64le: 'powerpc', powerpc: 'powerpc',
+    riscv64: 'riscv', riscv: 'riscv',
+    loong64: 'loongarch', loongarch64: 'loongarch', loongarch: 'loongarch',
+    arm: 'arm', mips: 'mips',
+  };
+  const k = map[arch];
+  if (!k) throw new LbcError('LBC_INVALID_ARGUMENT', `compile: unknown target arch "${arch}"; expected one of ${Object.keys(map).join(', ')}`);
+  return k;
+}
+
+let lbcHash: string | undefined;
+function lbcHeaderHash(): string {
+  lbcHash ??= sha256(fs.readFileSync(path.join(INCLUDE_DIR, 'lbc.h')));
+  return lbcHash;
+}
+
+function sha256(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Wrap the user's source: lbc.h first, then the user's lines numbered as their own. */
+export function wrapSource(source: string, name: string): string {
+  let out = `#include "lbc.h"\n#line 1 "${name}.bpf.c"\n${source}\n`;
+  // Most helpers a tracer needs are GPL-only; give a program without a license one.
+  if (!/SEC\s*\(\s*"license"\s*\)/.test(source)) {
+    out += `#line 1 "<tslcc-license>"\nchar __lbc_license[] SEC("license") = "GPL";\n`;
+  }
+  return out;
+}
+
+function splitFlags(flags: CompileOptions['flags']): string[] {
+  if (!flags) return [];
+  return typeof flags === 'string' ? flags.split(/\s+/).filter(Boolean) : [...flags];
+}
+
+/** Find clang: the option, $TSLCC_CLANG, or PATH. */
+export function findClang(explicit?: string): string | undefined {
+  const want = explicit ?? process.env.TSLCC_CLANG;
+  if (want) return fs.existsSync(want) ? want : undefined;
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    const p = path.join(dir || '.', 'clang');
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch { /* next */ }
+  }
+  return undefined;
+}
+
+/** clang's --version, remembered per binary (path, size, mtime) so a cache hit never runs clang. */
+async function clangIdentity(clang: string, cacheDir: string): Promise<string> {
+  const real = fs.realpathSync(clang);
+  const st = fs.statSync(real);
+  const stamp = `${real}:${st.size}:${st.mtimeMs}`;
+  const file = path.join(cacheDir, 'clang-identity.json');
+  try {
+    const j = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>;
+    if (j[stamp]) return j[stamp];
+  } catch { /* first run */ }
+  const { stdout } = await run(clang, ['--version']);
+  const id = stdout.split('\n')[0]!.trim();
+  let j: Record<string, string> = {};
+  try { j = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>; } catch { /* none */ }
+  j[stamp] = id;
+  writeAtomic(file, JSON.stringify(j));
+  return id;
+}
+
+function writeAtomic(file: string, data: string | Buffer): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+interface RunResult { code: number | null; stdout: string; stderr: string; signal: NodeJS.Signals | null }
+
+function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, stdout, stderr, signal }));
+  });
+}
+
+/**
+ * vmlinux.h for the running kernel (or btfPath), generated through libbpf's btf_dump and
+ * cached by the BTF's hash. Returns the directory holding it.
+ */
+export function vmlinuxHeaderDir(cacheDir: string, btfPath = '/sys/kernel/btf/vmlinux'): string {
+  let raw: Buffer;
+  try {
+    raw = fs.readFileSync(btfPath);
+  } catch (e) {
+    throw new NotFoundError(
+      `compile: read kernel BTF "${btfPath}": ${(e as Error).message}; the kernel needs CONFIG_DEBUG_INFO_BTF=y, ` +
+      'or pass btfPath (a BTFHub file) to compile for it');
+  }
+  const dir = path.join(cacheDir, 'vmlinux', sha256(raw).slice(0, 32));
+  const file = path.join(dir, 'vmlinux.h');
+  if (!fs.existsSync(file)) writeAtomic(file, native().dumpBtfAsC(btfPath === '/sys/kernel/btf/vmlinux' ? null : btfPath));
+  return dir;
+}
+
+const DIAG = /^(.+?):(\d+):(\d+): (error|warning|note|fatal error): (.*)$/;
+
+/** Parse clang's diagnostics ("file:line:col: severity: message"). */
+export function parseDiagnostics(log: string): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const line of log.split('\n')) {
+    const m = DIAG.exec(line);
+    if (m) out.push({ file: m[1]!, line: Number(m[2]), column: Number(m[3]), severity: m[4] as Diagnostic['severity'], message: m[5]! });
+  }
+  return out;
+}
+
+/**
+ * Compile BPF C (with the LBC_* macros) to a CO-RE object.
+ * @throws CompileError with diagnostics at the user's lines; NotFoundError when no clang.
+ */
+export async function compile(source: string, opts: CompileOptions = {}): Promise<CompiledObject> {
+  const t0 = performance.now();
+  const name = opts.name ?? 'prog';
+  const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  const arch = kernelArch(opts.arch);
+  const flags = splitFlags(opts.flags);
+  const includeDirs = [...(opts.includeDirs ?? []), ...(process.env.LBC_INCLUDE ?? '').split(':').filter(Boolean)];
+  const clang = findClang(opts.clang);
+  if (!clang) {
+    throw new NotFoundError(
+      `compile "${name}.bpf.c": clang not found in PATH; install it (apt-get install clang llvm libbpf-dev) ` +
+      'or set TSLCC_CLANG to its path');
+  }
+  const wrapped = wrapSource(source, name);
+  const compilerId = await clangIdentity(clang, cacheDir);
+  const key = sha256(JSON.stringify([CACHE_FORMAT, wrapped, flags, includeDirs, lbcHeaderHash(), compilerId, arch]));
+  const objPath = path.join(cacheDir, 'obj', key.slice(0, 2), `${key}.bpf.o`);
+  if (!opts.noCache) {
+    try {
+      const elf = fs.readFileSync(objPath);
+      return { elf, key, from: 'cache', path: objPath, warnings: [], ms: performance.now() - t0 };
+    } catch { /* miss */ }
+  }
+  const vmlinuxDir = vmlinuxHeaderDir(cacheDir, opts.btfPath);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tslcc-'));
+  try {
+    const src = path.join(work, `${name}.bpf.c`);
+    const out = path.join(work, 'out.bpf.o');
+    fs.writeFileSync(src, wrapped);
+    const args = [
+      '-target', 'bpf', '-O2', '-g', `-D__TARGET_ARCH_${arch}`,
+      '-fno-color-diagnostics', '-fno-caret-diagnostics',
+      '-I', INCLUDE_DIR, '-I', vmlinuxDir, ...includeDirs.flatMap((d) => ['-I', d]),
+      ...flags, '-c', src, '-o', out,
+    ];
+    const r = await run(clang, args, { cwd: work, timeoutMs: 120_000 });
+    const diagnostics = parseDiagnostics(r.stderr);
+    if (r.code !== 0) {
+      const errors = diagnostics.filter((d) => d.severity === 'error' || d.severity === 'fatal error');
+      const first = errors[0];
+      const where = first ? `${first.file}:${first.line}:${first.column}: ${first.message}` : (r.signal ? `clang killed by ${r.signal}` : r.stderr.trim().split('\n').pop());
+      throw new CompileError(
+        `compile "${name}.bpf.c": ${errors.length || 1} error${errors.length > 1 ? 's' : ''}; ${where}`,
+        diagnostics, r.stderr);
+    }
+    const elf = fs.readFileSync(out);
+    writeAtomic(objPath, elf);
+    return { elf, key, from: 'local', path: objPath, warnings: diagnostics.filter((d) => d.severity === 'warning'), ms: performance.now() - t0 };
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,597 @@
+/**
+ * LbcBase: the class a tool subclasses (pylcc's ClbcBase). `start()` compiles (cache
+ * first), opens, sets globals, loads, attaches every program by its SEC() name and exposes
+ * the maps by name; `close()` releases everything.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { BpfObject, Link, MapInfo, PerfEventAttr, ProgramInfo } from '@tslcc/native';
+import { Btf } from './btf.js';
+import { type CompiledObject, type CompileOptions, compile } from './compile.js';
+import { CodecFactory } from './decode.js';
+import {
+  didYouMean, isNativeFailure, LbcError, NotFoundError, PermissionError, UnsupportedError, VerifierError,
+  type NativeFailure,
+} from './errors.js';
+import { EventMap, HistMap, KeyValueMap, LbcMap, type MapContext, MapType, StackMap } from './maps.js';
+import { native } from './native.js';
+import { checkBpfPermission, checkKprobes, checkTracepoint, ensureTracefs, kernelFunctionExists } from './system.js';
+
+export interface LbcOptions {
+  /** The BPF C source (pylcc: bpf_str). */
+  source?: string;
+  /** A .bpf.c file to read when no source is given. Default `<name>.bpf.c` beside the script's cwd. */
+  path?: string;
+  /** Extra clang flags, e.g. "-DLBC_DEBUG" (pylcc: env). */
+  env?: string | string[];
+  /** Attach every program by its SEC() name at start (pylcc: attach=1). Default true. */
+  attach?: boolean;
+  /** Values for globals, set before load: `const volatile` (.rodata) config, .data and .bss initial values. */
+  globals?: Record<string, unknown>;
+  /** Compile options (mode, cacheDir, clang, arch). */
+  compile?: Omit<CompileOptions, 'name' | 'flags'>;
+  /** A precompiled CO-RE object to load instead of compiling. */
+  object?: Buffer;
+  /** How 64-bit integers decode: 'bigint' (default, lossless) or 'number'. */
+  int64?: 'bigint' | 'number';
+  /** Kernel BTF for CO-RE relocation instead of /sys/kernel/btf/vmlinux. */
+  btfCustomPath?: string;
+}
+
+/** Options for attachUprobe. */
+export interface UprobeOptions {
+  /** Only this process (default -1: every process running the binary). */
+  pid?: number;
+  retprobe?: boolean;
+}
+
+/** Options for attachKprobe. */
+export interface KprobeOptions {
+  /** Byte offset into the function. */
+  offset?: number;
+  retprobe?: boolean;
+}
+
+/** Options for attachPerfEvent. */
+export interface PerfEventOptions {
+  /** Process to sample (-1: all). Default -1. */
+  pid?: number;
+  /** CPU (-1 with a pid: any). Default 0. */
+  cpu?: number;
+}
+
+/** Default shape of `maps`: any map by name, checked at run time. Give LbcBase a type argument for static types. */
+export type AnyMaps = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const live = new Set<LbcBase<object>>();
+let hooksInstalled = false;
+
+function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', () => {
+    for (const t of [...live]) t.close();
+  });
+  // On a signal nobody else handles, close and exit as the default action would. A tool
+  // with its own SIGINT handler (or waitInterrupt) owns its shutdown; exit still closes.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    const handler = () => {
+      if (process.listenerCount(sig) > 1) return;
+      for (const t of [...live]) t.close();
+      process.removeListener(sig, handler);
+      process.kill(process.pid, sig);
+    };
+    process.on(sig, handler);
+  }
+}
+
+const KPROBE_SEC = /^(kprobe|kretprobe|ksyscall|kretsyscall)\/(.+)$/;
+const TP_SEC = /^(?:tp|tracepoint)\/([^/]+)\/([^/]+)$/;
+const TRAMPOLINE_SEC = /^(fentry|fexit|fmod_ret|lsm|lsm\.s|fentry\.s|fexit\.s|fmod_ret\.s|freplace|tp_btf|iter)(\/|$)/;
+const EOPNOTSUPP = 95;
+
+interface GlobalSection {
+  map: MapInfo;
+  section: string;
+  vars: Map<string, { name: string; type: number; offset: number; size: number }>;
+}
+
+export class LbcBase<M extends object = AnyMaps> {
+  /** Base name: the program's name in messages and the cache (pylcc: bpf). */
+  readonly name: string;
+  /** Maps by name, available after start(). */
+  readonly maps: M = {} as M;
+  /** The compiled object (after start). */
+  compiled?: CompiledObject;
+  protected readonly options: LbcOptions;
+  private obj?: BpfObject;
+  private btfView?: Btf;
+  private codecs?: CodecFactory;
+  private readonly links = new Map<string, { prog: string; link: Link }>();
+  private readonly resources = new Set<{ close(): void }>();
+  private globalSections = new Map<string, GlobalSection>();
+  private progInfo: ProgramInfo[] = [];
+  private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
+  private closing = false;
+
+  constructor(name: string, options: LbcOptions = {}) {
+    if (typeof name !== 'string' || !/^[A-Za-z_][\w.-]*$/.test(name)) {
+      throw new LbcError('LBC_INVALID_ARGUMENT', `LbcBase: name must be a plain identifier like "runlatency", got ${JSON.stringify(name)}`);
+    }
+    const known = ['source', 'path', 'env', 'attach', 'globals', 'compile', 'object', 'int64', 'btfCustomPath'];
+    for (const k of Object.keys(options)) {
+      if (!known.includes(k)) throw new LbcError('LBC_INVALID_ARGUMENT', `LbcBase "${name}": unknown option "${k}"${didYouMean(k, known)}`);
+    }
+    this.name = name;
+    this.options = options;
+  }
+
+  /** The object's BTF (after start). */
+  get btf(): Btf {
+    if (!this.btfView) throw new LbcError('LBC_CLOSED', `"${this.name}": not started; call start() first`);
+    return this.btfView;
+  }
+
+  /** Programs of the object: name, SEC() name, type. */
+  get programs(): readonly ProgramInfo[] {
+    return this.progInfo;
+  }
+
+  /**
+   * Compile (cache first), open, set globals, load and (unless attach: false) attach.
+   * On any failure everything already created is released before the error is thrown.
+   * @throws CompileError, VerifierError, PermissionError, UnsupportedError, NotFoundError
+   */
+  async start(): Promise<this> {
+    if (this.state !== 'new') throw new LbcError('LBC_INVALID_ARGUMENT', `start "${this.name}": already ${this.state}`);
+    this.state = 'starting';
+    try {
+      const elf = this.options.object ?? (await this.compileSource()).elf;
+      this.open(elf);
+      this.load();
+      live.add(this);
+      installExitHooks();
+      if (this.options.attach !== false) this.attachAll();
+      this.state = 'running';
+      return this;
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  private async compileSource(): Promise<CompiledObject> {
+    let source = this.options.source;
+    if (source === undefined) {
+      const file = this.options.path ?? path.resolve(`${this.name}.bpf.c`);
+      try {
+        source = fs.readFileSync(file, 'utf8');
+      } catch (e) {
+        throw new NotFoundError(`start "${this.name}": no source given and cannot read "${file}": ${(e as Error).message}; pass { source } or { path }`);
+      }
+    }
+    this.compiled = await compile(source, { ...this.options.compile, name: this.name, flags: this.options.env });
+    return this.compiled;
+  }
+
+  private open(elf: Buffer): void {
+    try {
+      this.obj = new (native().BpfObject)(elf, this.name, { btfCustomPath: this.options.btfCustomPath });
+    } catch (e) {
+      throw wrapNative(e, `open "${this.name}"`);
+    }
+    const types = this.obj.btf();
+    if (!types) throw new LbcError('LBC_LOAD', `open "${this.name}": the object has no BTF; compile with -g`);
+    this.btfView = new Btf(types);
+    this.codecs = new CodecFactory(this.btfView, { int64: this.options.int64 });
+    this.progInfo = this.obj.programs();
+    for (const m of this.obj.maps()) {
+      if (!m.internal) continue;
+      const sec = this.btfView.get(m.btfValueTypeId);
+      if (sec?.kind !== 'datasec') continue;
+      this.globalSections.set(sec.name, { map: m, section: sec.name, vars: this.btfView.sectionVars(sec.name) });
+    }
+    // Ring buffers must be a power-of-two number of pages; round up what the user asked for.
+    for (const m of this.obj.maps()) {
+      if (m.type === MapType.RINGBUF) {
+        let n = 4096;
+        while (n < m.maxEntries) n *= 2;
+        if (n !== m.maxEntries) this.obj.setMapMaxEntries(m.name, n);
+      }
+    }
+    this.applyGlobals(this.options.globals ?? {});
+  }
+
+  private applyGlobals(values: Record<string, unknown>): void {
+    const obj = this.obj!;
+    const pending = new Map<string, Buffer>();
+    for (const [name, value] of Object.entries(values)) {
+      const hit = this.findGlobal(name);
+      if (!hit) {
+        const all = [...this.globalSections.values()].flatMap((s) => [...s.vars.keys()]).filter((n) => !n.startsWith('__lbc_'));
+        throw new LbcError('LBC_INVALID_ARGUMENT',
+          `set global "${name}" of "${this.name}": no such global${didYouMean(name, all)}; globals: ${all.join(', ') || '(none)'}`);
+      }
+      const { sec, v } = hit;
+      let buf = pending.get(sec.map.name);
+      if (!buf) {
+        buf = obj.initialValue(sec.map.name) ?? Buffer.alloc(sec.map.valueSize);
+        pending.set(sec.map.name, buf);
+      }
+      this.codecs!.encoder(v.type)(value, buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength), v.offset);
+    }
+    for (const [map, buf] of pending) obj.setInitialValue(map, buf);
+  }
+
+  private findGlobal(name: string): { sec: GlobalSection; v: { type: number; offset: number; size: number } } | undefined {
+    for (const sec of this.globalSections.values()) {
+      const v = sec.vars.get(name);
+      if (v) return { sec, v };
+    }
+    return undefined;
+  }
+
+  /** Read a global variable while running (.bss, .data, .rodata). */
+  readGlobal(name: string): unknown {
+    this.assertOpen(`read global "${name}"`);
+    const hit = this.findGlobal(name);
+    if (!hit) throw new NotFoundError(`read global "${name}" of "${this.name}": no such global`);
+    const buf = Buffer.alloc(hit.sec.map.valueSize);
+    native().mapLookup(this.obj!.mapFd(hit.sec.map.name), Buffer.alloc(4), buf);
+    return this.codecs!.decoder(hit.v.type)(buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength), hit.v.offset);
+  }
+
+  /** Write a .bss or .data global while running. `const volatile` (.rodata) globals are set through `globals` before start. */
+  writeGlobal(name: string, value: unknown): void {
+    this.assertOpen(`write global "${name}"`);
+    const hit = this.findGlobal(name);
+    if (!hit) throw new NotFoundError(`write global "${name}" of "${this.name}": no such global`);
+    if (hit.sec.section.startsWith('.rodata')) {
+      throw new LbcError('LBC_INVALID_ARGUMENT', `write global "${name}" of "${this.name}": it is const (.rodata) and frozen after load; pass it in { globals } before start()`);
+    }
+    const fd = this.obj!.mapFd(hit.sec.map.name);
+    const key = Buffer.alloc(4);
+    const buf = Buffer.alloc(hit.sec.map.valueSize);
+    native().mapLookup(fd, key, buf);
+    this.codecs!.encoder(hit.v.type)(value, buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength), hit.v.offset);
+    native().mapUpdate(fd, key, buf, 0);
+  }
+
+  private load(): void {
+    checkBpfPermission(`load "${this.name}"`);
+    try {
+      this.obj!.load();
+    } catch (e) {
+      throw this.loadError(e);
+    }
+    this.buildMaps();
+  }
+
+  private loadError(e: unknown): LbcError {
+    if (!isNativeFailure(e)) return e as LbcError;
+    const log = e.libbpfLog ?? '';
+    const m = /prog '([^']+)': -- BEGIN PROG LOAD LOG --\n([\s\S]*?)-- END PROG LOAD LOG --/.exec(log);
+    const failedProg = m?.[1] ?? /prog '([^']+)': (?:BPF program load failed|failed to load)/.exec(log)?.[1];
+    const info = this.progInfo.find((p) => p.name === failedProg);
+    const sec = info ? ` (SEC("${info.section}"))` : '';
+    if (info && TRAMPOLINE_SEC.test(info.section) && (e.errno === 1 || e.errno === 524 || e.errno === EOPNOTSUPP || e.errno === 22) && !m?.[2]?.includes('R0')) {
+      const kind = info.section.split('/')[0]!;
+      return new UnsupportedError(
+        `load program "${info.name}"${sec}: kernel refused ${kind} programs (${e.message}); BPF trampolines need ` +
+        'CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS (fentry/fexit) and CONFIG_BPF_LSM with "bpf" in lsm= (LSM); ' +
+        'use a tracepoint (tp/...) or raw_tp instead',
+        kind === 'lsm' || kind === 'lsm.s' ? 'CONFIG_BPF_LSM' : 'BPF trampoline (fentry/fexit)',
+        ['tracepoint', 'raw_tp'], { errno: e.errno, libbpfLog: log });
+    }
+    if (m && m[2]!.trim()) {
+      const vlog = m[2]!;
+      const lines = vlog.trimEnd().split('\n');
+      const meaningful = lines.filter((l) => l.trim() && !/^processed \d+ insns|^verification time|^stack depth|^\s*$/.test(l));
+      const last = meaningful[meaningful.length - 1] ?? lines[lines.length - 1] ?? '';
+      const where = [...lines].reverse().find((l) => /@ \S+:\d+\s*$/.test(l));
+      const loc = where ? ` at ${/@ (\S+:\d+)\s*$/.exec(where)![1]}` : '';
+      return new VerifierError(
+        `load program "${failedProg}"${sec}: verifier rejected it${loc}: ${last.trim()} (${Math.max(0, lines.length - 1)} lines omitted)`,
+        failedProg!, vlog, e.errno);
+    }
+    if (e.errno === 1 || e.errno === 13) {
+      return new PermissionError(`load "${this.name}": ${e.message}; run as root or with CAP_BPF and CAP_PERFMON`, 'CAP_BPF', { errno: e.errno, libbpfLog: log });
+    }
+    const tail = log.trim().split('\n').slice(-3).join('; ');
+    return new LbcError('LBC_LOAD', `load "${this.name}": ${e.message}${tail ? `; libbpf: ${tail}` : ''}`, { errno: e.errno, libbpfLog: log });
+  }
+
+  private buildMaps(): void {
+    const btf = this.btfView!;
+    const carriers = btf.sectionVars('.lbc.types');
+    const ctx: MapContext = {
+      btf,
+      codecs: this.codecs!,
+      assertOpen: (what) => this.assertOpen(what),
+      readGlobal: (name) => this.readGlobal(name),
+      track: (c) => this.resources.add(c),
+    };
+    const maps = this.maps as Record<string, LbcMap>;
+    for (const info of this.obj!.maps()) {
+      if (info.internal) continue;
+      let m: LbcMap;
+      switch (info.type) {
+        case MapType.PERF_EVENT_ARRAY:
+        case MapType.RINGBUF: {
+          const carrier = carriers.get(`__lbc_event_${info.name}`);
+          let typeId = 0;
+          let pages = 64;
+          if (carrier) {
+            const ptr = btf.resolve(carrier.type);
+            const arr = btf.resolve(ptr?.type ?? 0);
+            if (arr?.kind === 'array') { typeId = arr.type ?? 0; pages = arr.nelems ?? 64; }
+          }
+          m = new EventMap(ctx, info, typeId, pages);
+          break;
+        }
+        case MapType.STACK_TRACE:
+          m = new StackMap(ctx, info);
+          break;
+        default:
+          if (carriers.has(`__lbc_hist2_${info.name}`)) m = new HistMap(ctx, info, 2);
+          else if (carriers.has(`__lbc_hist10_${info.name}`)) m = new HistMap(ctx, info, 10);
+          else if (info.btfKeyTypeId && info.btfValueTypeId) m = new KeyValueMap(ctx, info);
+          else m = new LbcMap(ctx, info);
+      }
+      maps[info.name] = m;
+    }
+  }
+
+  /** Throws LBC_CLOSED unless loaded and not closed. */
+  assertOpen(what: string): void {
+    if (!this.obj || this.state === 'closed') throw new LbcError('LBC_CLOSED', `${what}: "${this.name}" is ${this.obj ? 'closed' : 'not started'}`);
+  }
+
+  private prog(name: string): ProgramInfo {
+    this.assertOpen(`attach "${name}"`);
+    const p = this.progInfo.find((x) => x.name === name);
+    if (!p) throw new NotFoundError(`attach "${name}": no program of that name in "${this.name}"${didYouMean(name, this.progInfo.map((x) => x.name))}`);
+    return p;
+  }
+
+  private keep(key: string, prog: string, make: () => Link): Link {
+    const existing = this.links.get(key);
+    if (existing) return existing.link; // attaching twice never creates (or leaks) a second link
+    const link = make();
+    this.links.set(key, { prog, link });
+    return link;
+  }
+
+  /** Attach every program whose SEC() name says where (programs that need a target are left for explicit calls). */
+  attachAll(): void {
+    for (const p of this.progInfo) {
+      if (!p.autoload) continue;
+      try {
+        this.attach(p.name);
+      } catch (e) {
+        if (e instanceof LbcError && e.errno === EOPNOTSUPP && e.code === 'LBC_ATTACH') continue;
+        throw e;
+      }
+    }
+  }
+
+  /** Attach one program by its SEC() name. */
+  attach(prog: string): Link {
+    const p = this.prog(prog);
+    const k = KPROBE_SEC.exec(p.section);
+    if (k) {
+      const what = `attach ${k[1]} "${k[2]}" (program "${prog}")`;
+      checkKprobes(what);
+      if (k[1]!.startsWith('k') && !k[1]!.includes('syscall') && !kernelFunctionExists(k[2]!.split('+')[0]!)) {
+        throw new NotFoundError(`${what}: no kernel function "${k[2]}" in /proc/kallsyms; check the name (grep ${k[2]} /proc/kallsyms) or use a tracepoint`);
+      }
+    }
+    const t = TP_SEC.exec(p.section);
+    if (t) checkTracepoint(t[1]!, t[2]!);
+    return this.keep(`sec:${prog}`, prog, () => this.nativeAttach(`attach program "${prog}" (SEC("${p.section}"))`, () => this.obj!.attach(prog)));
+  }
+
+  /** Attach a kprobe (or kretprobe) program to a kernel function. pylcc: attachKprobe(func, sym). */
+  attachKprobe(prog: string, func: string, opts: KprobeOptions = {}): Link {
+    this.prog(prog);
+    const kind = opts.retprobe ? 'kretprobe' : 'kprobe';
+    const what = `attach ${kind} "${func}" (program "${prog}")`;
+    checkKprobes(what);
+    if (!kernelFunctionExists(func)) throw new NotFoundError(`${what}: no kernel function "${func}" in /proc/kallsyms; check the name or use a tracepoint`);
+    return this.keep(`${kind}:${prog}:${func}:${opts.offset ?? 0}`, prog,
+      () => this.nativeAttach(what, () => this.obj!.attachKprobe(prog, func, !!opts.retprobe, opts.offset ?? 0)));
+  }
+
+  attachKretprobe(prog: string, func: string): Link {
+    return this.attachKprobe(prog, func, { retprobe: true });
+  }
+
+  /**
+   * Attach a uprobe to `binary` at a symbol name or a file offset. pylcc: attachUprobe(func, pid, path, offset).
+   * @param target symbol name (resolved by libbpf in .symtab/.dynsym) or byte offset.
+   */
+  attachUprobe(prog: string, binary: string, target: string | number, opts: UprobeOptions = {}): Link {
+    this.prog(prog);
+    const kind = opts.retprobe ? 'uretprobe' : 'uprobe';
+    const what = `attach ${kind} "${binary}:${target}" (program "${prog}")`;
+    if (!fs.existsSync(binary)) throw new NotFoundError(`${what}: no such file "${binary}"`);
+    return this.keep(`${kind}:${prog}:${binary}:${target}:${opts.pid ?? -1}`, prog,
+      () => this.nativeAttach(what, () => this.obj!.attachUprobe(prog, !!opts.retprobe, opts.pid ?? -1, binary,
+        typeof target === 'number' ? target : 0, typeof target === 'string' ? target : null)));
+  }
+
+  attachUretprobe(prog: string, binary: string, target: string | number, opts: Omit<UprobeOptions, 'retprobe'> = {}): Link {
+    return this.attachUprobe(prog, binary, target, { ...opts, retprobe: true });
+  }
+
+  /** Attach to tracepoint category/name (pylcc: attachTracepoint(func, category, name)). */
+  attachTracepoint(prog: string, category: string, name: string): Link {
+    this.prog(prog);
+    checkTracepoint(category, name);
+    return this.keep(`tp:${prog}:${category}/${name}`, prog,
+      () => this.nativeAttach(`attach tracepoint "${category}/${name}" (program "${prog}")`, () => this.obj!.attachTracepoint(prog, category, name)));
+  }
+
+  attachRawTracepoint(prog: string, name: string): Link {
+    this.prog(prog);
+    return this.keep(`raw_tp:${prog}:${name}`, prog,
+      () => this.nativeAttach(`attach raw tracepoint "${name}" (program "${prog}")`, () => this.obj!.attachRawTracepoint(prog, name)));
+  }
+
+  /** Open a perf event and attach a SEC("perf_event") program to it. */
+  attachPerfEvent(prog: string, attr: PerfEventAttr, opts: PerfEventOptions = {}): Link {
+    this.prog(prog);
+    const pid = opts.pid ?? -1;
+    const cpu = opts.cpu ?? 0;
+    const what = `attach perf event type ${attr.type} config ${attr.config} on cpu ${cpu} pid ${pid} (program "${prog}")`;
+    return this.keep(`perf:${prog}:${attr.type}:${attr.config}:${pid}:${cpu}`, prog, () => {
+      let fd: number;
+      try {
+        fd = native().perfEventOpen(attr, pid, cpu, -1, 0);
+      } catch (e) {
+        throw wrapNative(e, what);
+      }
+      try {
+        return this.nativeAttach(what, () => this.obj!.attachPerfEvent(prog, fd));
+      } catch (e) {
+        native().closeFd(fd);
+        throw e;
+      }
+    });
+  }
+
+  /** attachPerfEvent on every online CPU (pylcc: attachAllCpuPerf). */
+  attachAllCpuPerf(prog: string, attr: PerfEventAttr, opts: { pid?: number } = {}): Link[] {
+    return onlineCpus().map((cpu) => this.attachPerfEvent(prog, attr, { pid: opts.pid ?? -1, cpu }));
+  }
+
+  /** Attach an XDP program to an interface (index or name). */
+  attachXdp(prog: string, iface: number | string): Link {
+    this.prog(prog);
+    const ifindex = typeof iface === 'number' ? iface : Number(readTrim(`/sys/class/net/${iface}/ifindex`, `attach xdp to "${iface}": no such interface`));
+    return this.keep(`xdp:${prog}:${ifindex}`, prog, () => this.nativeAttach(`attach xdp to ifindex ${ifindex} (program "${prog}")`, () => this.obj!.attachXdp(prog, ifindex)));
+  }
+
+  /** Attach a cgroup program to the cgroup at `cgroupPath` (e.g. /sys/fs/cgroup). */
+  attachCgroup(prog: string, cgroupPath: string): Link {
+    return this.attachByFd(prog, cgroupPath, 'cgroup', (fd) => this.obj!.attachCgroup(prog, fd));
+  }
+
+  /** Attach a netns program (flow_dissector, sk_lookup) to a network namespace (default: ours). */
+  attachNetns(prog: string, netnsPath = '/proc/self/ns/net'): Link {
+    return this.attachByFd(prog, netnsPath, 'netns', (fd) => this.obj!.attachNetns(prog, fd));
+  }
+
+  private attachByFd(prog: string, file: string, kind: string, f: (fd: number) => Link): Link {
+    this.prog(prog);
+    const what = `attach ${kind} "${file}" (program "${prog}")`;
+    return this.keep(`${kind}:${prog}:${file}`, prog, () => {
+      let fd: number;
+      try {
+        fd = fs.openSync(file, 'r');
+      } catch (e) {
+        throw new NotFoundError(`${what}: ${(e as Error).message}`);
+      }
+      try {
+        return this.nativeAttach(what, () => f(fd));
+      } finally {
+        fs.closeSync(fd);
+      }
+    });
+  }
+
+  private nativeAttach(what: string, f: () => Link): Link {
+    try {
+      return f();
+    } catch (e) {
+      throw wrapNative(e, what);
+    }
+  }
+
+  /** Detach every link of one program. */
+  detach(prog: string): void {
+    for (const [k, v] of this.links) {
+      if (v.prog === prog) {
+        v.link.destroy();
+        this.links.delete(k);
+      }
+    }
+  }
+
+  /** Number of live links (attachments). */
+  get linkCount(): number {
+    return this.links.size;
+  }
+
+  /** Resolves on SIGINT or SIGTERM (pylcc: waitInterrupt). The tool then prints and closes. */
+  waitInterrupt(): Promise<NodeJS.Signals> {
+    return new Promise((resolve) => {
+      const on = (sig: NodeJS.Signals) => {
+        process.removeListener('SIGINT', on);
+        process.removeListener('SIGTERM', on);
+        resolve(sig);
+      };
+      process.on('SIGINT', on);
+      process.on('SIGTERM', on);
+    });
+  }
+
+  /** Detach every link, stop every consumer, free every map and program. Idempotent. */
+  close(): void {
+    if (this.state === 'closed' || this.closing) return;
+    this.closing = true;
+    live.delete(this as LbcBase<object>);
+    // Stop the producers first, then deliver what is still buffered while the maps can
+    // still be read (a callback may symbolize a stack), then free the kernel objects.
+    for (const { link } of this.links.values()) link.destroy();
+    this.links.clear();
+    const errors: unknown[] = [];
+    for (const r of this.resources) {
+      try { r.close(); } catch (e) { errors.push(e); }
+    }
+    this.resources.clear();
+    this.state = 'closed';
+    this.obj?.close();
+    if (errors.length) throw errors[0];
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+}
+
+/** pylcc's name for LbcBase. */
+export const ClbcBase = LbcBase;
+
+function wrapNative(e: unknown, what: string): LbcError {
+  if (!isNativeFailure(e)) return e as LbcError;
+  const f = e as NativeFailure;
+  const reason = f.message.replace(/^\S+(?: \S+)?: /, '');
+  const opts = { errno: f.errno, libbpfLog: f.libbpfLog };
+  switch (f.errno) {
+    case 2: return new NotFoundError(`${what}: ${reason}`, opts);
+    case 1: case 13: return new PermissionError(`${what}: ${reason}; run as root or with CAP_BPF and CAP_PERFMON`, 'CAP_BPF', opts);
+    default: return new LbcError('LBC_ATTACH', `${what}: ${reason}`, opts);
+  }
+}
+
+function readTrim(file: string, err: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    throw new NotFoundError(err);
+  }
+}
+
+/** Online CPU numbers from /sys/devices/system/cpu/online ("0-3,6"). */
+export function onlineCpus(text?: string): number[] {
+  const s = text ?? fs.readFileSync('/sys/devices/system/cpu/online', 'utf8');
+  const out: number[] = [];
+  for (const part of s.trim().split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    for (let c = a!; c <= (b ?? a!); c++) out.push(c);
+  }
+  return out;
+}
+
+export { ensureTracefs };

@@ -1,0 +1,96 @@
+/**
+ * What the running system can do, checked before we ask the kernel so the error can say
+ * what is missing and how to get it.
+ */
+import * as fs from 'node:fs';
+import { didYouMean, NotFoundError, PermissionError, UnsupportedError, isNativeFailure } from './errors.js';
+import { native } from './native.js';
+
+const CAP_SYS_ADMIN = 21;
+const CAP_PERFMON = 38;
+const CAP_BPF = 39;
+
+/** Effective capabilities of this process (from /proc/self/status). */
+export function effectiveCaps(statusText?: string): bigint {
+  const text = statusText ?? fs.readFileSync('/proc/self/status', 'utf8');
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(text);
+  return m ? BigInt(`0x${m[1]}`) : 0n;
+}
+
+function has(caps: bigint, cap: number): boolean {
+  return (caps & (1n << BigInt(cap))) !== 0n;
+}
+
+/**
+ * Throws PermissionError unless the process may load and attach tracing programs:
+ * CAP_BPF + CAP_PERFMON (Linux 5.8+), or CAP_SYS_ADMIN.
+ */
+export function checkBpfPermission(what: string, statusText?: string): void {
+  const caps = effectiveCaps(statusText);
+  if (has(caps, CAP_SYS_ADMIN) || (has(caps, CAP_BPF) && has(caps, CAP_PERFMON))) return;
+  const missing = [has(caps, CAP_BPF) ? '' : 'CAP_BPF', has(caps, CAP_PERFMON) ? '' : 'CAP_PERFMON'].filter(Boolean).join(' and ');
+  throw new PermissionError(
+    `${what}: missing ${missing} (or CAP_SYS_ADMIN); run as root (sudo) or grant them: ` +
+    'sudo setcap cap_bpf,cap_perfmon+ep "$(readlink -f "$(which node)")"',
+    missing);
+}
+
+export const TRACEFS_PATHS = ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'];
+
+/**
+ * The tracefs mount point, mounting it at /sys/kernel/tracing when it is not mounted and we
+ * may. Throws with the mount command when we may not.
+ */
+export function ensureTracefs(what: string): string {
+  for (const p of TRACEFS_PATHS) if (fs.existsSync(`${p}/events`)) return p;
+  try {
+    native().mount('tracefs', '/sys/kernel/tracing', 'tracefs');
+  } catch (e) {
+    const errno = isNativeFailure(e) ? e.errno : undefined;
+    throw new PermissionError(
+      `${what}: tracefs is not mounted and mounting it failed (${(e as Error).message}); ` +
+      'mount it as root: mount -t tracefs nodev /sys/kernel/tracing',
+      'CAP_SYS_ADMIN', { errno });
+  }
+  if (!fs.existsSync('/sys/kernel/tracing/events')) {
+    throw new UnsupportedError(`${what}: tracefs mounted but has no events/ directory; the kernel needs CONFIG_FTRACE / CONFIG_TRACING`, 'CONFIG_TRACING');
+  }
+  return '/sys/kernel/tracing';
+}
+
+/** Throws NotFoundError (with did-you-mean) when category/name is not a tracepoint of this kernel. */
+export function checkTracepoint(category: string, name: string): void {
+  const tracefs = ensureTracefs(`attach tracepoint "${category}/${name}"`);
+  if (fs.existsSync(`${tracefs}/events/${category}/${name}/id`)) return;
+  let hint: string;
+  if (!fs.existsSync(`${tracefs}/events/${category}`)) {
+    hint = `no category "${category}"${didYouMean(category, fs.readdirSync(`${tracefs}/events`))}`;
+  } else {
+    hint = `no such event in "${category}"${didYouMean(name, fs.readdirSync(`${tracefs}/events/${category}`))}`;
+  }
+  throw new NotFoundError(`attach tracepoint "${category}/${name}": ${hint}; list them with: ls ${tracefs}/events/${category}`);
+}
+
+/** Whether the kernel can create kprobes (CONFIG_KPROBES): perf kprobe PMU or tracefs kprobe_events. */
+export function hasKprobes(): boolean {
+  if (fs.existsSync('/sys/bus/event_source/devices/kprobe/type')) return true;
+  return TRACEFS_PATHS.some((p) => fs.existsSync(`${p}/kprobe_events`));
+}
+
+export function checkKprobes(what: string): void {
+  if (hasKprobes()) return;
+  throw new UnsupportedError(
+    `${what}: kernel has no kprobe support (CONFIG_KPROBES is off: no kprobe PMU, no kprobe_events); ` +
+    'use a tracepoint (SEC("tp/category/name")) or fentry (SEC("fentry/func"))',
+    'CONFIG_KPROBES', ['tracepoint', 'raw_tp', 'fentry']);
+}
+
+/** Whether a kernel function exists (in /proc/kallsyms). */
+export function kernelFunctionExists(func: string): boolean {
+  try {
+    const text = fs.readFileSync('/proc/kallsyms', 'utf8');
+    return new RegExp(` [tTwW] ${func.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\t|$)`, 'm').test(text);
+  } catch {
+    return true;
+  }
+}
