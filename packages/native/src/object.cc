@@ -9,7 +9,10 @@
 
 namespace tslcc {
 
-static Napi::FunctionReference *g_link_ctor = nullptr;
+// Per-environment state (main thread and each worker thread have their own).
+struct AddonData {
+  Napi::FunctionReference link_ctor;
+};
 
 // ---------------------------------------------------------------- Link
 
@@ -26,7 +29,7 @@ class Link : public Napi::ObjectWrap<Link> {
     if (link_) bpf_link__destroy(link_);
   }
   static Napi::Object Wrap(Napi::Env env, struct bpf_link *l) {
-    Napi::Object o = g_link_ctor->New({});
+    Napi::Object o = env.GetInstanceData<AddonData>()->link_ctor.New({});
     Unwrap(o)->link_ = l;
     return o;
   }
@@ -397,7 +400,9 @@ static Napi::Value MapLookupAndDelete(const Napi::CallbackInfo &info) {
 
 Napi::Object InitObject(Napi::Env env, Napi::Object exports) {
   Napi::Function link = Link::Define(env);
-  g_link_ctor = new Napi::FunctionReference(Napi::Persistent(link));
+  AddonData *data = new AddonData;
+  data->link_ctor = Napi::Persistent(link);
+  env.SetInstanceData(data);
   exports.Set("Link", link);
   exports.Set("BpfObject", BpfObject::Define(env));
   exports.Set("mapLookup", Napi::Function::New(env, MapLookup));

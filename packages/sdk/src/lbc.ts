@@ -86,6 +86,7 @@ function installExitHooks(): void {
 }
 
 const KPROBE_SEC = /^(kprobe|kretprobe|ksyscall|kretsyscall)\/(.+)$/;
+const RAW_TP_SEC = /^raw_(?:tp|tracepoint)(?:\.w)?\/(.+)$/;
 const TP_SEC = /^(?:tp|tracepoint)\/([^/]+)\/([^/]+)$/;
 const TRAMPOLINE_SEC = /^(fentry|fexit|fmod_ret|lsm|lsm\.s|fentry\.s|fexit\.s|fmod_ret\.s|freplace|tp_btf|iter)(\/|$)/;
 const EOPNOTSUPP = 95;
@@ -388,7 +389,16 @@ export class LbcBase<M extends object = AnyMaps> {
     }
     const t = TP_SEC.exec(p.section);
     if (t) checkTracepoint(t[1]!, t[2]!);
-    return this.keep(`sec:${prog}`, prog, () => this.nativeAttach(`attach program "${prog}" (SEC("${p.section}"))`, () => this.obj!.attach(prog)));
+    const raw = RAW_TP_SEC.exec(p.section);
+    const what = raw ? `attach raw tracepoint "${raw[1]}" (program "${prog}")` : `attach program "${prog}" (SEC("${p.section}"))`;
+    try {
+      return this.keep(`sec:${prog}`, prog, () => this.nativeAttach(what, () => this.obj!.attach(prog)));
+    } catch (e) {
+      if (raw && e instanceof NotFoundError) {
+        throw new NotFoundError(`${what}: this kernel has no tracepoint "${raw[1]}"; raw tracepoints are named like their event without the category (ls /sys/kernel/tracing/events/*/)`, { errno: e.errno, libbpfLog: e.libbpfLog });
+      }
+      throw e;
+    }
   }
 
   /** Attach a kprobe (or kretprobe) program to a kernel function. pylcc: attachKprobe(func, sym). */

@@ -41,21 +41,21 @@ export const TRACEFS_PATHS = ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'
  * The tracefs mount point, mounting it at /sys/kernel/tracing when it is not mounted and we
  * may. Throws with the mount command when we may not.
  */
-export function ensureTracefs(what: string): string {
-  for (const p of TRACEFS_PATHS) if (fs.existsSync(`${p}/events`)) return p;
+export function ensureTracefs(what: string, candidates: readonly string[] = TRACEFS_PATHS, mountAt = '/sys/kernel/tracing'): string {
+  for (const p of candidates) if (fs.existsSync(`${p}/events`)) return p;
   try {
-    native().mount('tracefs', '/sys/kernel/tracing', 'tracefs');
+    native().mount('tracefs', mountAt, 'tracefs');
   } catch (e) {
     const errno = isNativeFailure(e) ? e.errno : undefined;
     throw new PermissionError(
       `${what}: tracefs is not mounted and mounting it failed (${(e as Error).message}); ` +
-      'mount it as root: mount -t tracefs nodev /sys/kernel/tracing',
+      `mount it as root: mount -t tracefs nodev ${mountAt}`,
       'CAP_SYS_ADMIN', { errno });
   }
-  if (!fs.existsSync('/sys/kernel/tracing/events')) {
+  if (!fs.existsSync(`${mountAt}/events`)) {
     throw new UnsupportedError(`${what}: tracefs mounted but has no events/ directory; the kernel needs CONFIG_FTRACE / CONFIG_TRACING`, 'CONFIG_TRACING');
   }
-  return '/sys/kernel/tracing';
+  return mountAt;
 }
 
 /** Throws NotFoundError (with did-you-mean) when category/name is not a tracepoint of this kernel. */

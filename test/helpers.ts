@@ -1,0 +1,46 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const isRoot = process.getuid?.() === 0;
+export const ROOT_SKIP = 'kernel tests need root (CAP_BPF, CAP_PERFMON); run npm test as root';
+export const REPO = path.resolve(__dirname, '..');
+
+/** A cache dir private to this test file, so tests never see another run's objects. */
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `tslcc-${prefix}-`));
+}
+
+let probe: string | undefined;
+/** Build test/fixtures/probe.c once; returns the binary path (its comm is "tslcc-probe"). */
+export function probeBinary(): string {
+  if (probe) return probe;
+  const dir = tempDir('probe');
+  probe = path.join(dir, 'tslcc-probe');
+  execFileSync('gcc', ['-O1', '-o', probe, path.join(__dirname, 'fixtures', 'probe.c')]);
+  return probe;
+}
+
+/** Run the probe synchronously (the event loop is blocked meanwhile); returns its pid. */
+export function runProbe(...args: string[]): number {
+  const r = spawnSync(probeBinary(), args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (r.status !== 0) throw new Error(`probe ${args.join(' ')} exited ${r.status}`);
+  return r.pid!;
+}
+
+/** Open fds of this process. */
+export function openFds(): string[] {
+  return fs.readdirSync('/proc/self/fd').sort((a, b) => Number(a) - Number(b));
+}
+
+/** Let the event loop run (uv poll callbacks deliver events). */
+export function tick(ms = 50): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll until cond() or timeout. */
+export async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await tick(10);
+}
