@@ -24,7 +24,11 @@ export function probeBinary(): string {
 
 /** Run the probe synchronously (the event loop is blocked meanwhile); returns its pid. */
 export function runProbe(...args: string[]): number {
-  const r = spawnSync(probeBinary(), args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  return runProbeEnv({}, ...args);
+}
+
+export function runProbeEnv(env: Record<string, string>, ...args: string[]): number {
+  const r = spawnSync(probeBinary(), args, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
   if (r.status !== 0) throw new Error(`probe ${args.join(' ')} exited ${r.status}`);
   return r.pid!;
 }

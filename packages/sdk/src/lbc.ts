@@ -391,8 +391,12 @@ export class LbcBase<M extends object = AnyMaps> {
     if (t) checkTracepoint(t[1]!, t[2]!);
     const raw = RAW_TP_SEC.exec(p.section);
     const what = raw ? `attach raw tracepoint "${raw[1]}" (program "${prog}")` : `attach program "${prog}" (SEC("${p.section}"))`;
+    // The same key as the explicit call for the same target, so attach() and
+    // attachTracepoint() on one tracepoint share one link instead of failing with EEXIST.
+    const key = t ? `tp:${prog}:${t[1]}/${t[2]}` : raw ? `raw_tp:${prog}:${raw[1]}`
+      : k && !k[1]!.includes('syscall') ? `${k[1]}:${prog}:${k[2]}:0` : `sec:${prog}`;
     try {
-      return this.keep(`sec:${prog}`, prog, () => this.nativeAttach(what, () => this.obj!.attach(prog)));
+      return this.keep(key, prog, () => this.nativeAttach(what, () => this.obj!.attach(prog)));
     } catch (e) {
       if (raw && e instanceof NotFoundError) {
         throw new NotFoundError(`${what}: this kernel has no tracepoint "${raw[1]}"; raw tracepoints are named like their event without the category (ls /sys/kernel/tracing/events/*/)`, { errno: e.errno, libbpfLog: e.libbpfLog });
@@ -581,6 +585,7 @@ function wrapNative(e: unknown, what: string): LbcError {
   switch (f.errno) {
     case 2: return new NotFoundError(`${what}: ${reason}`, opts);
     case 1: case 13: return new PermissionError(`${what}: ${reason}; run as root or with CAP_BPF and CAP_PERFMON`, 'CAP_BPF', opts);
+    case 17: return new LbcError('LBC_ATTACH', `${what}: the program is already attached there (by another process or object); detach it first`, opts);
     default: return new LbcError('LBC_ATTACH', `${what}: ${reason}`, opts);
   }
 }

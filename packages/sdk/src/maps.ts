@@ -464,6 +464,13 @@ export class EventMap<T = unknown> extends LbcMap {
     }
     if (opts.ref === false) this.consumer.unref();
     this.ctx.track(this);
+    if (this.kind === 'perf') {
+      // A perf fd's readiness is one-shot (perf_poll() clears it), and libuv adds the fd to
+      // its epoll only on the next loop turn: epoll's insert-time readiness check would use
+      // up a wakeup for events already pending, and they would sit until the next one.
+      // setImmediate runs after that turn's poll phase, i.e. after the fd is registered.
+      setImmediate(() => this.consumer?.drain());
+    }
   }
 
   private onBatch(batch: Buffer): void {
