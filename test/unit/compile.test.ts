@@ -48,6 +48,16 @@ describe('compile', () => {
     expect(err.message).toMatch(/^compile "two.bpf.c": 2 errors; two.bpf.c:1:22: /);
   });
 
+  test('BPF backend errors still point at the user\'s line', async () => {
+    const src = 'SEC("tp/syscalls/sys_enter_lseek")\nint f(struct trace_event_raw_sys_enter *ctx) {\n  s64 off = ctx->args[1];\n  return off % 4;\n}';
+    const err = await compile(src, { name: 'sdiv', cacheDir: tempDir('sdiv') }).catch((e) => e) as CompileError;
+    expect(err).toBeInstanceOf(CompileError);
+    expect(err.diagnostics).toEqual([{
+      file: 'sdiv.bpf.c', line: 4, column: 14, severity: 'error',
+      message: 'signed division or modulo is not supported by the BPF backend; use unsigned operands (e.g. (u64)x % 4)',
+    }]);
+  });
+
   test('a cache hit returns the same object without running clang', async () => {
     const cacheDir = tempDir('cache');
     const { clang, runs } = countingClang();
@@ -66,7 +76,7 @@ describe('compile', () => {
     const cacheDir = tempDir('cache2');
     const base = await compile(GOOD, { name: 'k', cacheDir });
     const flags = await compile(GOOD, { name: 'k', cacheDir, flags: '-DFOO=1' });
-    const source = await compile(`${GOOD}\n`, { name: 'k', cacheDir });
+    const source = await compile(`${GOOD} // changed`, { name: 'k', cacheDir });
     const arch = await compile(GOOD, { name: 'k', cacheDir, arch: 'arm64' });
     expect(new Set([base.key, flags.key, source.key, arch.key]).size).toBe(4);
     expect([flags.from, source.from, arch.from]).toEqual(['local', 'local', 'local']);

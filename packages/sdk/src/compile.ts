@@ -87,13 +87,15 @@ function sha256(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** Wrap the user's source: lbc.h first, then the user's lines numbered as their own. */
-export function wrapSource(source: string, name: string): string {
-  let out = `#include "lbc.h"\n#line 1 "${name}.bpf.c"\n${source}\n`;
+/**
+ * The file clang compiles: the user's source, line for line (lbc.h comes in through
+ * `-include`, so no line moves: diagnostics, BTF line info and the verifier's source
+ * annotations all show the user's own lines), plus a license when the program has none.
+ */
+export function wrapSource(source: string): string {
+  let out = source.endsWith('\n') ? source : `${source}\n`;
   // Most helpers a tracer needs are GPL-only; give a program without a license one.
-  if (!/SEC\s*\(\s*"license"\s*\)/.test(source)) {
-    out += `#line 1 "<tslcc-license>"\nchar __lbc_license[] SEC("license") = "GPL";\n`;
-  }
+  if (!/SEC\s*\(\s*"license"\s*\)/.test(source)) out += 'char __lbc_license[] SEC("license") = "GPL";\n';
   return out;
 }
 
@@ -177,12 +179,24 @@ export function vmlinuxHeaderDir(cacheDir: string, btfPath = '/sys/kernel/btf/vm
 
 const DIAG = /^(.+?):(\d+):(\d+): (error|warning|note|fatal error): (.*)$/;
 
-/** Parse clang's diagnostics ("file:line:col: severity: message"). */
+/** Parse clang's diagnostics ("file:line:col: severity: message"), and BPF backend errors. */
 export function parseDiagnostics(log: string): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const line of log.split('\n')) {
     const m = DIAG.exec(line);
-    if (m) out.push({ file: m[1]!, line: Number(m[2]), column: Number(m[3]), severity: m[4] as Diagnostic['severity'], message: m[5]! });
+    if (m && m[1] !== '<unknown>') out.push({ file: m[1]!, line: Number(m[2]), column: Number(m[3]), severity: m[4] as Diagnostic['severity'], message: m[5]! });
+  }
+  if (!out.some((d) => d.severity === 'error' || d.severity === 'fatal error')) {
+    // The BPF backend fails after parsing, without a "file:line:col: error:" line; its text
+    // still names the user's location ("prog.bpf.c:12:5") somewhere.
+    const backend = /^(?:fatal error: error in backend: |Error at line \d+: |error: <unknown>:0:0: )(.*)$/m.exec(log);
+    if (backend) {
+      const loc = /([^\s,]+\.bpf\.c):(\d+):(\d+)/.exec(log);
+      let message = backend[1]!.trim();
+      if (/signed division/i.test(log)) message = 'signed division or modulo is not supported by the BPF backend; use unsigned operands (e.g. (u64)x % 4)';
+      else if (message.length > 200) message = `${message.slice(0, 200)}...`;
+      out.push({ file: loc?.[1] ?? '<backend>', line: Number(loc?.[2] ?? 0), column: Number(loc?.[3] ?? 0), severity: 'error', message });
+    }
   }
   return out;
 }
@@ -204,9 +218,9 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
       `compile "${name}.bpf.c": clang not found in PATH; install it (apt-get install clang llvm libbpf-dev) ` +
       'or set TSLCC_CLANG to its path');
   }
-  const wrapped = wrapSource(source, name);
+  const wrapped = wrapSource(source);
   const compilerId = await clangIdentity(clang, cacheDir);
-  const key = sha256(JSON.stringify([CACHE_FORMAT, wrapped, flags, includeDirs, lbcHeaderHash(), compilerId, arch]));
+  const key = sha256(JSON.stringify([CACHE_FORMAT, name, wrapped, flags, includeDirs, lbcHeaderHash(), compilerId, arch]));
   const objPath = path.join(cacheDir, 'obj', key.slice(0, 2), `${key}.bpf.o`);
   if (!opts.noCache) {
     try {
@@ -217,13 +231,14 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
   const vmlinuxDir = vmlinuxHeaderDir(cacheDir, opts.btfPath);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tslcc-'));
   try {
-    const src = path.join(work, `${name}.bpf.c`);
+    const src = `${name}.bpf.c`; // relative to cwd, so diagnostics name the user's file only
     const out = path.join(work, 'out.bpf.o');
-    fs.writeFileSync(src, wrapped);
+    fs.writeFileSync(path.join(work, src), wrapped);
     const args = [
       '-target', 'bpf', '-O2', '-g', `-D__TARGET_ARCH_${arch}`,
       '-fno-color-diagnostics', '-fno-caret-diagnostics',
       '-I', INCLUDE_DIR, '-I', vmlinuxDir, ...includeDirs.flatMap((d) => ['-I', d]),
+      '-include', path.join(INCLUDE_DIR, 'lbc.h'),
       ...flags, '-c', src, '-o', out,
     ];
     const r = await run(clang, args, { cwd: work, timeoutMs: 120_000 });
