@@ -17,6 +17,8 @@ describe('kernel symbols', () => {
     'ffffffff81000100 t do_one',
     'ffffffff81000200 D some_data', // data symbols are not code
     'ffffffff81000300 W weak_fn',
+    'ffffffff81000400 t __pfx_next_fn',
+    'ffffffff81000410 t next_fn',
     'ffffffffc0002000 t mod_fn\t[e1000]',
     'ffffffffa0001000 t bpf_prog_6deef7357e7b4530_on_getppid\t[bpf]',
     '',
@@ -29,7 +31,15 @@ describe('kernel symbols', () => {
     expect(ks.lookup(0xffffffff81000300n).symbol).toBe('weak_fn');
     expect(formatFrame(ks.lookup(0xffffffffc0002010n))).toBe('mod_fn+0x10 [e1000]');
     expect(formatFrame(ks.lookup(0xffffffffa0001004n))).toBe('bpf_prog_6deef7357e7b4530_on_getppid+0x4 [bpf]');
-    expect(ks.size).toBe(5);
+    expect(ks.size).toBe(6); // data and padding symbols are left out
+  });
+
+  test('return addresses resolve to the caller even right after its last byte', () => {
+    // Frame 0 is where the code was; frame 1 returns to 0x...400, the first byte after weak_fn
+    // (where next_fn's padding starts): it belongs to weak_fn, shown at its real offset.
+    const frames = ks.lookupStack([0xffffffff81000105n, 0xffffffff81000400n]);
+    expect(frames.map(formatFrame)).toEqual(['do_one+0x5', 'weak_fn+0x100']);
+    expect(frames[1]!.address).toBe(0xffffffff81000400n);
   });
 
   test('unknown addresses keep the address and say why', () => {

@@ -13,13 +13,13 @@
  * ```
  */
 export { LbcBase, ClbcBase, onlineCpus, type LbcOptions, type KprobeOptions, type UprobeOptions, type PerfEventOptions, type AnyMaps } from './lbc.js';
-export { compile, defaultCacheDir, kernelArch, INCLUDE_DIR, type CompileOptions, type CompiledObject } from './compile.js';
+export { compile, defaultCacheDir, findClang, kernelArch, INCLUDE_DIR, type CompileOptions, type CompiledObject } from './compile.js';
 export { EventMap, KeyValueMap, HistMap, StackMap, LbcMap, MapType, formatHistogram, type EventInfo, type EventMapOptions } from './maps.js';
 export { Btf } from './btf.js';
 export { CodecFactory, type CodecOptions, type Decoder, type Encoder } from './decode.js';
 export { KernelSymbols, kernelSymbols, formatFrame, type KernelFrame } from './kallsyms.js';
 export { describeObject, type ObjectDescription, type MapDescription } from './inspect.js';
-export { checkBpfPermission, ensureTracefs, hasKprobes } from './system.js';
+export { checkBpfPermission, ensureTracefs, hasKprobes, kernelFeatures, type KernelFeatures } from './system.js';
 export { setBinding } from './native.js';
 export {
   LbcError, CompileError, VerifierError, UnsupportedError, PermissionError, NotFoundError,

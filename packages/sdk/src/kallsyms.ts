@@ -61,6 +61,9 @@ export class KernelSymbols {
       const rest = line.slice(s1 + 3);
       const tab = rest.indexOf('\t');
       const name = tab < 0 ? rest : rest.slice(0, tab);
+      // Function padding (CONFIG_FUNCTION_PADDING, CFI) is never executed; a return address
+      // right after a function's last call would otherwise land on the next one's padding.
+      if (name.startsWith('__pfx_') || name.startsWith('__cfi_')) continue;
       const mod = tab < 0 ? undefined : rest.slice(tab + 1).replace(/^\[|\]$/g, '');
       const h = parseInt(addr.slice(0, addr.length - 8) || '0', 16) >>> 0;
       const l = parseInt(addr.slice(-8), 16) >>> 0;
@@ -115,6 +118,19 @@ export class KernelSymbols {
     const out: KernelFrame[] = [];
     for (const a of addresses) out.push(this.lookup(a));
     return out;
+  }
+
+  /**
+   * Symbolize a stack, innermost first. Every frame but the first holds a return address,
+   * which points after the call and may be past the caller's last byte: those resolve
+   * `address - 1` (as perf and bpftrace do), while the offset shown stays the real one.
+   */
+  lookupStack(addresses: readonly bigint[]): KernelFrame[] {
+    return addresses.map((a, i) => {
+      if (i === 0 || a === 0n) return this.lookup(a);
+      const f = this.lookup(a - 1n);
+      return f.symbol ? { ...f, address: a, offset: (f.offset ?? 0) + 1 } : { ...f, address: a };
+    });
   }
 }
 

@@ -297,7 +297,7 @@ export class StackMap extends LbcMap {
 
   /** Kernel frames of stack `id`, innermost first. */
   getFrames(id: number): KernelFrame[] {
-    return kernelSymbols().lookupAll(this.getArr(id));
+    return kernelSymbols().lookupStack(this.getArr(id));
   }
 
   /**

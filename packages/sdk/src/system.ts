@@ -94,3 +94,35 @@ export function kernelFunctionExists(func: string): boolean {
     return true;
   }
 }
+
+/** uapi enum bpf_prog_type / bpf_map_type values used by the feature probes. */
+const PROG_TYPES = { kprobe: 2, tracepoint: 5, perf_event: 7, raw_tracepoint: 17, tracing: 26, lsm: 29 } as const;
+const MAP_RINGBUF = 27;
+
+/** What the running kernel and this process can do. Probes load tiny programs (needs privileges). */
+export interface KernelFeatures {
+  libbpfVersion: string;
+  /** BPF program types the kernel accepts (probed by loading a trivial program). */
+  progTypes: Record<keyof typeof PROG_TYPES, boolean>;
+  ringbuf: boolean;
+  kprobes: boolean;
+  btf: boolean;
+  tracefs: string | undefined;
+}
+
+export function kernelFeatures(): KernelFeatures {
+  const n = native();
+  const probe = (f: () => number) => {
+    try { return f() === 1; } catch { return false; }
+  };
+  const progTypes = Object.fromEntries(
+    Object.entries(PROG_TYPES).map(([k, v]) => [k, probe(() => n.probeProgType(v))])) as KernelFeatures['progTypes'];
+  return {
+    libbpfVersion: n.libbpfVersion,
+    progTypes,
+    ringbuf: probe(() => n.probeMapType(MAP_RINGBUF)),
+    kprobes: hasKprobes(),
+    btf: fs.existsSync('/sys/kernel/btf/vmlinux'),
+    tracefs: TRACEFS_PATHS.find((p) => fs.existsSync(`${p}/events`)),
+  };
+}

@@ -1,0 +1,81 @@
+/** The `tslcc` command. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import chalk from 'chalk';
+import { Command } from 'commander';
+import { CompileError, compile, describeObject, LbcError } from '@tslcc/sdk';
+import { doctor } from './doctor.js';
+
+const program = new Command('tslcc').description('tslcc: eBPF tracing with LBC_* macros, from Node.js');
+
+program
+  .command('compile')
+  .description('compile a .bpf.c file (LBC_* macros, lbc.h implied) to a CO-RE object')
+  .argument('<file>', 'BPF C source')
+  .option('-o, --output <file>', 'write the object here (default: <name>.bpf.o beside the source)')
+  .option('-f, --flags <flags>', 'extra clang flags, e.g. "-DLBC_DEBUG"')
+  .option('--arch <arch>', 'target arch (x86_64, aarch64, ...); default: this host')
+  .option('--no-cache', 'compile even if the cache has the object')
+  .option('-i, --inspect', 'print the programs, maps and globals of the object')
+  .option('--json', 'print the result as JSON')
+  .addHelpText('after', '\nExamples:\n  tslcc compile opensnoop.bpf.c\n  tslcc compile tool.bpf.c -o /tmp/tool.bpf.o --inspect\n')
+  .action(async (file: string, o: { output?: string; flags?: string; arch?: string; cache: boolean; inspect?: boolean; json?: boolean }) => {
+    const source = fs.readFileSync(file, 'utf8');
+    const name = path.basename(file).replace(/\.bpf\.c$|\.c$/, '');
+    const out = o.output ?? path.join(path.dirname(file), `${name}.bpf.o`);
+    const r = await compile(source, { name, flags: o.flags, arch: o.arch, noCache: !o.cache });
+    fs.writeFileSync(out, r.elf);
+    const desc = o.inspect || o.json ? describeObject(r.elf, name) : undefined;
+    if (o.json) {
+      process.stdout.write(`${JSON.stringify({ output: out, key: r.key, from: r.from, ms: Math.round(r.ms), bytes: r.elf.length, ...desc }, null, 2)}\n`);
+      return;
+    }
+    for (const w of r.warnings) process.stderr.write(chalk.yellow(`${w.file}:${w.line}:${w.column}: warning: ${w.message}\n`));
+    process.stdout.write(`${chalk.green('✓')} ${out} (${r.elf.length} bytes, ${r.from === 'cache' ? 'from cache' : `compiled in ${Math.round(r.ms)} ms`}, key ${r.key.slice(0, 12)})\n`);
+    if (desc) {
+      for (const p of desc.programs) process.stdout.write(`  program ${chalk.bold(p.name)}  SEC("${p.section}")  ${p.typeName}\n`);
+      for (const m of desc.maps) {
+        const types = m.eventType ? `event ${m.eventType}` : m.hist ? `log${m.hist} histogram` : m.keyType ? `${m.keyType} -> ${m.valueType}` : `key ${m.keySize} B, value ${m.valueSize} B`;
+        process.stdout.write(`  map     ${chalk.bold(m.name)}  ${m.type}[${m.maxEntries}]  ${types}\n`);
+      }
+      for (const g of desc.globals.filter((x) => !x.name.startsWith('__lbc'))) process.stdout.write(`  global  ${chalk.bold(g.name)}  ${g.type}  (${g.section})\n`);
+    }
+  });
+
+program
+  .command('doctor')
+  .description('check what this host can trace: privileges, kernel BTF, tracefs, program types, compiler')
+  .option('--json', 'print the checks as JSON')
+  .action((o: { json?: boolean }) => {
+    const checks = doctor();
+    if (o.json) {
+      process.stdout.write(`${JSON.stringify(checks, null, 2)}\n`);
+    } else {
+      for (const c of checks) {
+        const mark = c.ok ? chalk.green('✓') : c.required ? chalk.red('✗') : chalk.yellow('-');
+        process.stdout.write(`${mark} ${c.name.padEnd(26)} ${c.detail}\n`);
+      }
+    }
+    process.exitCode = checks.some((c) => c.required && !c.ok) ? 1 : 0;
+  });
+
+program
+  .command('tools')
+  .description('list the example tools')
+  .action(() => {
+    const dir = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../examples');
+    for (const t of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+      const pj = path.join(dir, t, 'package.json');
+      if (!fs.existsSync(pj)) continue;
+      const j = JSON.parse(fs.readFileSync(pj, 'utf8')) as { bin?: Record<string, string>; description?: string };
+      for (const bin of Object.keys(j.bin ?? {})) process.stdout.write(`${chalk.bold(`npx ${bin}`.padEnd(28))} ${j.description ?? ''}\n`);
+    }
+  });
+
+program.parseAsync().catch((e: unknown) => {
+  if (e instanceof CompileError) {
+    for (const d of e.diagnostics) process.stderr.write(`${d.file}:${d.line}:${d.column}: ${d.severity}: ${d.message}\n`);
+  }
+  process.stderr.write(`${chalk.red('tslcc:')} ${e instanceof LbcError || (e as NodeJS.ErrnoException).code ? (e as Error).message : (e as Error).stack}\n`);
+  process.exit(1);
+});
