@@ -101,7 +101,10 @@ async function main(): Promise<void> {
   await tool.start();
 
   let seen = 0;
+  let stopping = false;
   const stop = (code = 0) => {
+    if (stopping) return;
+    stopping = true; // close() delivers what is still buffered: print none of it
     tool.close();
     if (tool.maps.e_out.lost) process.stderr.write(`softirqdelay: ${tool.maps.e_out.lost} events lost\n`);
     process.exit(code);
@@ -112,6 +115,7 @@ async function main(): Promise<void> {
   }
   tool.maps.e_out.onLost((n, cpu) => process.stderr.write(`softirqdelay: lost ${n} events on cpu ${cpu}\n`));
   tool.maps.e_out.on((e) => {
+    if (stopping) return;
     const usecs = Number(e.delayed) / 1000;
     const name = VECTORS[e.type] ?? String(e.type);
     const stack = o.stack ? tool.maps.call_stack.getStacks(e.stack_id) : [];

@@ -100,6 +100,11 @@ export declare class BpfObject {
   /** Initial value of a global-data map (.rodata/.data/.bss); null if none. */
   initialValue(map: string): Buffer | null;
   setInitialValue(map: string, value: Buffer): void;
+  /**
+   * After load: a Buffer over libbpf's mapping of a global-data map (.bss/.data writable,
+   * .rodata read-only); null if the map is not mmapable. Valid only until close().
+   */
+  globalData(map: string): Buffer | null;
   setMapMaxEntries(map: string, n: number): void;
   setAutoload(prog: string, autoload: boolean): void;
   load(): void;
@@ -124,9 +129,11 @@ export declare class BpfObject {
 /**
  * Batch callback. batch holds records laid out as `u32 size | u32 cpu | data | pad to 8`;
  * a record whose cpu has bit 31 set is a loss report carrying one u64 (events lost on
- * that cpu). count is the number of data records; lost the sum of loss reports.
+ * that cpu). count is the number of data records; lost the sum of loss reports; used the
+ * number of bytes of batch that hold records. The same Buffer is reused for every batch:
+ * decode it inside the callback, never keep it.
  */
-export type BatchCallback = (batch: Buffer, count: number, lost: number) => void;
+export type BatchCallback = (batch: Buffer, count: number, lost: number, used: number) => void;
 
 export interface PerfBufferOptions {
   /** Wake the consumer every N events (default 1). */

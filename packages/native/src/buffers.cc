@@ -8,11 +8,13 @@
 // Batch layout, 8-byte aligned records:
 //   u32 size | u32 cpu | size bytes of data | padding to 8
 // A perf "lost" record sets bit 31 of cpu and carries one u64: the number lost on that cpu.
+// The callback gets (buffer, count, lost, used): the buffer is reused, only `used` bytes count.
 #include "common.h"
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <cstring>
 #include <linux/perf_event.h>
+#include <algorithm>
 #include <memory>
 #include <uv.h>
 
@@ -92,12 +94,21 @@ class EventBuffer : public Napi::ObjectWrap<Self> {
     static_cast<Self *>(this)->Consume(all);
     if (!batch_.Empty()) {
       Napi::Env env = env_;
-      Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::Copy(env, batch_.buf_.data(), batch_.buf_.size());
+      // One JS Buffer is reused for every batch (grown when a batch does not fit): records
+      // are decoded synchronously in the callback, so nothing holds on to it afterwards.
+      size_t len = batch_.buf_.size();
+      if (js_buf_.IsEmpty() || js_cap_ < len) {
+        js_cap_ = std::max<size_t>(len, 256u << 10);
+        js_buf_ = Napi::Persistent(Napi::Buffer<uint8_t>::New(env, js_cap_));
+      }
+      Napi::Buffer<uint8_t> b = js_buf_.Value();
+      memcpy(b.Data(), batch_.buf_.data(), len);
+      Napi::Value used = Napi::Number::New(env, (double)len);
       Napi::Value count = Napi::Number::New(env, batch_.count_);
       Napi::Value lost = Napi::Number::New(env, batch_.lost_);
       batch_.Clear();
       try {
-        cb_.MakeCallback(env.Global(), {b, count, lost}, *async_);
+        cb_.MakeCallback(env.Global(), {b, count, lost, used}, *async_);
       } catch (const Napi::Error &e) {
         // Nobody on the JS stack can catch this: report it as an uncaught exception,
         // exactly as an EventEmitter listener that throws would be.
@@ -139,10 +150,13 @@ class EventBuffer : public Napi::ObjectWrap<Self> {
     }
     static_cast<Self *>(this)->Free();
     cb_.Reset();
+    js_buf_.Reset();
   }
 
   Napi::Env env_ = nullptr;
   Napi::FunctionReference cb_;
+  Napi::Reference<Napi::Buffer<uint8_t>> js_buf_;
+  size_t js_cap_ = 0;
   std::unique_ptr<Napi::AsyncContext> async_;
   uv_poll_t *poll_ = nullptr;
   Batch batch_;
@@ -187,13 +201,11 @@ class PerfBuffer : public EventBuffer<PerfBuffer> {
   ~PerfBuffer() override { DoClose(true); }
 
   // perf_poll() clears a perf fd's readiness when it is polled (atomic_xchg of rb->poll),
-  // so the outer epoll's readiness check can use up the wakeup before perf_buffer__poll's
-  // own epoll_wait sees it. Harvest the inner ready list (so it cannot spin the loop), then
-  // consume every CPU's ring regardless; an empty ring costs one head/tail comparison.
-  void Consume(bool all) {
-    if (!all) perf_buffer__poll(pb_, 0);
-    perf_buffer__consume(pb_);
-  }
+  // so the outer epoll's readiness check uses up the wakeup before perf_buffer__poll's own
+  // epoll_wait could see it: consume every CPU's ring instead (an empty ring costs one
+  // head/tail comparison). No inner epoll_wait is needed to keep the loop from spinning:
+  // libuv's next level-triggered recheck of the inner epoll fd drops its stale entries.
+  void Consume(bool) { perf_buffer__consume(pb_); }
   void Free() {
     if (pb_) perf_buffer__free(pb_);
     pb_ = nullptr;
@@ -244,10 +256,7 @@ class RingBuffer : public EventBuffer<RingBuffer> {
   }
   ~RingBuffer() override { DoClose(true); }
 
-  void Consume(bool all) {
-    if (!all) ring_buffer__poll(rb_, 0);
-    ring_buffer__consume(rb_);
-  }
+  void Consume(bool) { ring_buffer__consume(rb_); }
   void Free() {
     if (rb_) ring_buffer__free(rb_);
     rb_ = nullptr;

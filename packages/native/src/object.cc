@@ -5,7 +5,9 @@
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <cstring>
+#include <sys/mman.h>
 #include <unistd.h>
+#include <utility>
 
 namespace tslcc {
 
@@ -68,6 +70,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
             InstanceMethod("btf", &BpfObject::Btf),
             InstanceMethod("initialValue", &BpfObject::InitialValue),
             InstanceMethod("setInitialValue", &BpfObject::SetInitialValue),
+            InstanceMethod("globalData", &BpfObject::GlobalData),
             InstanceMethod("setMapMaxEntries", &BpfObject::SetMapMaxEntries),
             InstanceMethod("setAutoload", &BpfObject::SetAutoload),
             InstanceMethod("load", &BpfObject::Load),
@@ -109,6 +112,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     }
   }
   ~BpfObject() override {
+    Unmap();
     if (obj_) bpf_object__close(obj_);
   }
 
@@ -194,6 +198,32 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     const void *p = bpf_map__initial_value(m, &sz);
     if (!p) return env.Null();
     return Napi::Buffer<uint8_t>::Copy(env, (uint8_t *)p, sz);
+  }
+
+  // globalData(map): after load, a Buffer over our own shared mapping of a global-data map
+  // (BPF_F_MMAPABLE: .bss/.data read-write, frozen .rodata read-only), so reading or writing
+  // a global is a memory access, not a syscall. libbpf 1.1 maps these only for skeletons,
+  // hence the mmap here. Unmapped by close(); the SDK keeps the Buffer private and drops it
+  // on close.
+  Napi::Value GlobalData(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    struct bpf_map *m = Map(env, info[0]);
+    int fd = bpf_map__fd(m);
+    if (fd < 0 || !(bpf_map__map_flags(m) & BPF_F_MMAPABLE)) return env.Null();
+    size_t size = (size_t)bpf_map__value_size(m) * bpf_map__max_entries(m);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t len = (size + page - 1) / page * page;
+    bool ro = bpf_map__map_flags(m) & BPF_F_RDONLY_PROG;
+    void *p = mmap(nullptr, len, ro ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED && !ro) p = mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, 0);  // frozen
+    if (p == MAP_FAILED) ThrowErrno(env, "mmap", errno, bpf_map__name(m));
+    mappings_.push_back({p, len});
+    return Napi::Buffer<uint8_t>::New(env, (uint8_t *)p, size);
+  }
+
+  void Unmap() {
+    for (auto &mp : mappings_) munmap(mp.first, mp.second);
+    mappings_.clear();
   }
 
   Napi::Value SetInitialValue(const Napi::CallbackInfo &info) {
@@ -345,6 +375,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo &info) {
+    Unmap();
     if (obj_) {
       bpf_object__close(obj_);
       obj_ = nullptr;
@@ -356,6 +387,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
 
   struct bpf_object *obj_ = nullptr;
   std::vector<uint8_t> elf_;
+  std::vector<std::pair<void *, size_t>> mappings_;
 };
 
 // ---------------------------------------------------------------- map syscalls by fd

@@ -95,6 +95,8 @@ interface GlobalSection {
   map: MapInfo;
   section: string;
   vars: Map<string, { name: string; type: number; offset: number; size: number }>;
+  /** libbpf's mapping of the loaded map, while open. */
+  live?: { buf: Buffer; dv: DataView; mapped: boolean };
 }
 
 export class LbcBase<M extends object = AnyMaps> {
@@ -232,14 +234,30 @@ export class LbcBase<M extends object = AnyMaps> {
     return undefined;
   }
 
+  /**
+   * The live bytes of a global-data section: libbpf's mapping of the kernel map when it is
+   * mmapable (reads and writes are plain memory), else a copy read with one lookup.
+   */
+  private sectionData(sec: GlobalSection): { buf: Buffer; dv: DataView; mapped: boolean } {
+    if (sec.live) return sec.live;
+    const mapped = this.obj!.globalData(sec.map.name);
+    let buf = mapped;
+    if (!buf) {
+      buf = Buffer.alloc(sec.map.valueSize);
+      native().mapLookup(this.obj!.mapFd(sec.map.name), Buffer.alloc(4), buf);
+    }
+    const live = { buf, dv: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), mapped: !!mapped };
+    if (mapped) sec.live = live; // valid until close(), which drops it
+    return live;
+  }
+
   /** Read a global variable while running (.bss, .data, .rodata). */
   readGlobal(name: string): unknown {
     this.assertOpen(`read global "${name}"`);
     const hit = this.findGlobal(name);
     if (!hit) throw new NotFoundError(`read global "${name}" of "${this.name}": no such global`);
-    const buf = Buffer.alloc(hit.sec.map.valueSize);
-    native().mapLookup(this.obj!.mapFd(hit.sec.map.name), Buffer.alloc(4), buf);
-    return this.codecs!.decoder(hit.v.type)(buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength), hit.v.offset);
+    const { buf, dv } = this.sectionData(hit.sec);
+    return this.codecs!.decoder(hit.v.type)(buf, dv, hit.v.offset);
   }
 
   /** Write a .bss or .data global while running. `const volatile` (.rodata) globals are set through `globals` before start. */
@@ -250,12 +268,14 @@ export class LbcBase<M extends object = AnyMaps> {
     if (hit.sec.section.startsWith('.rodata')) {
       throw new LbcError('LBC_INVALID_ARGUMENT', `write global "${name}" of "${this.name}": it is const (.rodata) and frozen after load; pass it in { globals } before start()`);
     }
-    const fd = this.obj!.mapFd(hit.sec.map.name);
-    const key = Buffer.alloc(4);
-    const buf = Buffer.alloc(hit.sec.map.valueSize);
-    native().mapLookup(fd, key, buf);
-    this.codecs!.encoder(hit.v.type)(value, buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength), hit.v.offset);
-    native().mapUpdate(fd, key, buf, 0);
+    const live = this.sectionData(hit.sec);
+    if (live.mapped) {
+      // Straight into the kernel map's memory; the field's bytes are written in place.
+      this.codecs!.encoder(hit.v.type)(value, live.buf, live.dv, hit.v.offset);
+      return;
+    }
+    this.codecs!.encoder(hit.v.type)(value, live.buf, live.dv, hit.v.offset);
+    native().mapUpdate(this.obj!.mapFd(hit.sec.map.name), Buffer.alloc(4), live.buf, 0);
   }
 
   private load(): void {
@@ -565,6 +585,7 @@ export class LbcBase<M extends object = AnyMaps> {
     }
     this.resources.clear();
     this.state = 'closed';
+    for (const sec of this.globalSections.values()) sec.live = undefined; // unmapped by close
     this.obj?.close();
     if (errors.length) throw errors[0];
   }

@@ -451,7 +451,7 @@ export class EventMap<T = unknown> extends LbcMap {
   private start(opts: EventMapOptions): void {
     if (this.consumer) return;
     this.ctx.assertOpen(`open event map "${this.name}"`);
-    const onBatch = (batch: Buffer, _count: number, _lost: number) => this.onBatch(batch);
+    const onBatch = (batch: Buffer, _count: number, _lost: number, used: number) => this.onBatch(batch, used);
     try {
       if (this.kind === 'perf') {
         const pages = pow2(opts.pagesPerCpu ?? this.defaultPages);
@@ -473,13 +473,18 @@ export class EventMap<T = unknown> extends LbcMap {
     }
   }
 
-  private onBatch(batch: Buffer): void {
-    const dv = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  private batchView?: { buf: Buffer; dv: DataView };
+
+  /** Decode `used` bytes of a batch (the native layer reuses one buffer for every batch). */
+  private onBatch(batch: Buffer, used = batch.length): void {
+    let view = this.batchView;
+    if (view?.buf !== batch) view = this.batchView = { buf: batch, dv: new DataView(batch.buffer, batch.byteOffset, batch.byteLength) };
+    const dv = view.dv;
     const need = this.eventSize;
     const cbs = this.callbacks;
     const iters = this.iterators;
     let off = 0;
-    while (off + 8 <= batch.length) {
+    while (off + 8 <= used) {
       const size = dv.getUint32(off, true);
       const cpu = dv.getUint32(off + 4, true);
       if (cpu & 0x80000000) {
