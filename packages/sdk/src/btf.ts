@@ -9,6 +9,7 @@ const MODIFIERS = new Set(['typedef', 'const', 'volatile', 'restrict', 'type_tag
 export class Btf {
   readonly types: BtfTypes;
   private byName?: Map<string, BtfType[]>;
+  private carriers?: Map<string, { name: string; type: number; offset: number; size: number }>;
 
   constructor(types: BtfTypes) {
     this.types = types;
@@ -76,5 +77,21 @@ export class Btf {
       }
     }
     return out;
+  }
+
+  /**
+   * What the LBC_* macros left in ".lbc.types" for a map: the event type of an event map
+   * (`T (*__lbc_event_NAME)[N]`, with N) or the base of a histogram.
+   */
+  lbcCarrier(map: string): { eventType?: number; eventN?: number; hist?: 2 | 10 } {
+    this.carriers ??= this.sectionVars('.lbc.types');
+    const ev = this.carriers.get(`__lbc_event_${map}`);
+    if (ev) {
+      const arr = this.resolve(this.resolve(ev.type)?.type ?? 0);
+      if (arr?.kind === 'array') return { eventType: arr.type ?? 0, eventN: arr.nelems ?? 0 };
+    }
+    if (this.carriers.has(`__lbc_hist2_${map}`)) return { hist: 2 };
+    if (this.carriers.has(`__lbc_hist10_${map}`)) return { hist: 10 };
+    return {};
   }
 }

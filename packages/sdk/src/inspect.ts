@@ -31,7 +31,6 @@ export function describeObject(elf: Buffer, name = 'prog'): ObjectDescription {
   const obj = new (native().BpfObject)(elf, name, {});
   try {
     const btf = new Btf(obj.btf() ?? [null]);
-    const carriers = btf.sectionVars('.lbc.types');
     const maps: MapDescription[] = [];
     const globals: ObjectDescription['globals'] = [];
     for (const m of obj.maps() as MapInfo[]) {
@@ -45,10 +44,9 @@ export function describeObject(elf: Buffer, name = 'prog'): ObjectDescription {
       const d: MapDescription = { name: m.name, type: m.typeName, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries };
       if (m.btfKeyTypeId) d.keyType = btf.typeName(m.btfKeyTypeId);
       if (m.btfValueTypeId) d.valueType = btf.typeName(m.btfValueTypeId);
-      const ev = carriers.get(`__lbc_event_${m.name}`);
-      if (ev) d.eventType = btf.typeName(btf.resolve(btf.resolve(ev.type)?.type ?? 0)?.type ?? 0);
-      if (carriers.has(`__lbc_hist2_${m.name}`)) d.hist = 2;
-      if (carriers.has(`__lbc_hist10_${m.name}`)) d.hist = 10;
+      const carrier = btf.lbcCarrier(m.name);
+      if (carrier.eventType) d.eventType = btf.typeName(carrier.eventType);
+      if (carrier.hist) d.hist = carrier.hist;
       maps.push(d);
     }
     return { programs: obj.programs(), maps, globals };

@@ -4,7 +4,7 @@
  * lookup is a binary search over plain integers, with no BigInt in the loop.
  */
 import * as fs from 'node:fs';
-import { LbcError, PermissionError } from './errors.js';
+import { PermissionError } from './errors.js';
 
 export interface KernelFrame {
   kind: 'kernel';
@@ -147,8 +147,4 @@ let shared: KernelSymbols | undefined;
 export function kernelSymbols(): KernelSymbols {
   shared ??= new KernelSymbols();
   return shared;
-}
-
-export function assertKernelAddress(a: unknown): asserts a is bigint {
-  if (typeof a !== 'bigint') throw new LbcError('LBC_INVALID_ARGUMENT', `symbolize: expected a bigint address, got ${typeof a}`);
 }

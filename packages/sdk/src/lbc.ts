@@ -324,7 +324,6 @@ export class LbcBase<M extends object = AnyMaps> {
 
   private buildMaps(): void {
     const btf = this.btfView!;
-    const carriers = btf.sectionVars('.lbc.types');
     const ctx: MapContext = {
       btf,
       codecs: this.codecs!,
@@ -335,27 +334,18 @@ export class LbcBase<M extends object = AnyMaps> {
     const maps = this.maps as Record<string, LbcMap>;
     for (const info of this.obj!.maps()) {
       if (info.internal) continue;
+      const carrier = btf.lbcCarrier(info.name);
       let m: LbcMap;
       switch (info.type) {
         case MapType.PERF_EVENT_ARRAY:
-        case MapType.RINGBUF: {
-          const carrier = carriers.get(`__lbc_event_${info.name}`);
-          let typeId = 0;
-          let pages = 64;
-          if (carrier) {
-            const ptr = btf.resolve(carrier.type);
-            const arr = btf.resolve(ptr?.type ?? 0);
-            if (arr?.kind === 'array') { typeId = arr.type ?? 0; pages = arr.nelems ?? 64; }
-          }
-          m = new EventMap(ctx, info, typeId, pages);
+        case MapType.RINGBUF:
+          m = new EventMap(ctx, info, carrier.eventType ?? 0, carrier.eventN || 64);
           break;
-        }
         case MapType.STACK_TRACE:
           m = new StackMap(ctx, info);
           break;
         default:
-          if (carriers.has(`__lbc_hist2_${info.name}`)) m = new HistMap(ctx, info, 2);
-          else if (carriers.has(`__lbc_hist10_${info.name}`)) m = new HistMap(ctx, info, 10);
+          if (carrier.hist) m = new HistMap(ctx, info, carrier.hist);
           else if (info.btfKeyTypeId && info.btfValueTypeId) m = new KeyValueMap(ctx, info);
           else m = new LbcMap(ctx, info);
       }
