@@ -1,10 +1,10 @@
 // The SDK's side of the event benchmark, shaped like ../shared/bench/consume.c: start the
 // tool, fork `load N` gated on a pipe, consume every event, print one line with consumer CPU.
-// usage: node sdk-consume.mjs perf|ring N LOADBIN [bigint|number]
+// usage: node sdk-consume.mjs perf|ring N LOADBIN [bigint|number] [wakeupEvents]
 import { spawn } from 'node:child_process';
 import { LbcBase } from '../packages/sdk/dist/index.js';
 
-const [mode = 'ring', nArg = '1000000', loadBin, int64 = 'bigint'] = process.argv.slice(2);
+const [mode = 'ring', nArg = '1000000', loadBin, int64 = 'bigint', wakeup = '1'] = process.argv.slice(2);
 const N = Number(nArg);
 const src = `
 struct event { u32 pid; u32 cpu; u64 ts; u64 seq; u64 arg; };
@@ -31,7 +31,7 @@ const startMs = performance.now() - t0s;
 const map = mode === 'ring' ? tool.maps.rb : tool.maps.pb;
 let got = 0;
 let sum = 0n;
-map.on((e) => { got++; sum += BigInt(e.seq); });
+map.on((e) => { got++; sum += BigInt(e.seq); }, { wakeupEvents: Number(wakeup), flushMs: 10 });
 await new Promise((r) => setImmediate(r));
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
@@ -43,4 +43,4 @@ const c = process.cpuUsage(cpu0);
 const cpu = (c.user + c.system) / 1e6;
 const lost = map.lost;
 tool.close();
-console.log(`tslcc ${mode}: events=${got} lost=${lost} wall=${wall.toFixed(3)}s consumer_cpu=${cpu.toFixed(3)}s ns_per_event=${(cpu * 1e9 / Math.max(got, 1)).toFixed(1)} events_per_s=${(got / wall).toFixed(0)} start_ms=${startMs.toFixed(1)} int64=${int64} checksum_ok=${sum === BigInt(N) * BigInt(N - 1) / 2n || lost > 0}`);
+console.log(`tslcc ${mode}: events=${got} lost=${lost} wall=${wall.toFixed(3)}s consumer_cpu=${cpu.toFixed(3)}s ns_per_event=${(cpu * 1e9 / Math.max(got, 1)).toFixed(1)} events_per_s=${(got / wall).toFixed(0)} start_ms=${startMs.toFixed(1)} int64=${int64} wakeup=${wakeup} checksum_ok=${sum === BigInt(N) * BigInt(N - 1) / 2n || lost > 0}`);

@@ -115,6 +115,20 @@ describe.skipIf(!isRoot)('events from the kernel', () => {
     expect(got).toMatchObject({ comm: 'tslcc-probe', filename: second, flags: 0x80800 });
   });
 
+  test('wakeupEvents > 1: partial batches still arrive through the periodic flush', async () => {
+    const t = await new OpenSnoop(tempDir('flush')).start();
+    try {
+      const got: OpenEvent[] = [];
+      t.maps.perf_events.on((e) => got.push(e), { wakeupEvents: 1000, flushMs: 20 });
+      const f = `${file}-flush`;
+      runProbe('openat', f);
+      await until(() => got.some((e) => e.filename === f));
+      expect(got.filter((e) => e.filename === f)).toHaveLength(1);
+    } finally {
+      t.close();
+    }
+  });
+
   test('the probe binary path is where we think (sanity of the fixture)', () => {
     expect(path.basename(probeBinary())).toBe('tslcc-probe');
   });

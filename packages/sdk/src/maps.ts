@@ -340,8 +340,13 @@ export interface EventInfo {
 export interface EventMapOptions {
   /** Perf buffers: pages per CPU (power of two). Default: the LBC_PERF_OUTPUT argument, else 64. */
   pagesPerCpu?: number;
-  /** Perf buffers: wake the consumer every N events (default 1: lowest latency). */
+  /**
+   * Perf buffers: wake the consumer every N events (default 1: lowest latency). Fewer
+   * wakeups cost less CPU per event; a partial batch is flushed every `flushMs`.
+   */
   wakeupEvents?: number;
+  /** With wakeupEvents > 1: deliver what is pending at least this often (ms). Default 100. */
+  flushMs?: number;
   /** Keep the process alive while open (default true). */
   ref?: boolean;
 }
@@ -371,6 +376,7 @@ export class EventMap<T = unknown> extends LbcMap {
   private readonly defaultPages: number;
   private readonly dropVar?: string;
   private scratch?: { buf: Buffer; dv: DataView };
+  private flushTimer?: NodeJS.Timeout;
   private iterators = new Set<{ push(e: T): void; end(): void }>();
 
   constructor(ctx: MapContext, info: MapInfo, typeId: number, defaultPages: number) {
@@ -464,6 +470,10 @@ export class EventMap<T = unknown> extends LbcMap {
     }
     if (opts.ref === false) this.consumer.unref();
     this.ctx.track(this);
+    if (this.kind === 'perf' && (opts.wakeupEvents ?? 1) > 1) {
+      this.flushTimer = setInterval(() => this.consumer?.drain(), opts.flushMs ?? 100);
+      this.flushTimer.unref();
+    }
     if (this.kind === 'perf') {
       // A perf fd's readiness is one-shot (perf_poll() clears it), and libuv adds the fd to
       // its epoll only on the next loop turn: epoll's insert-time readiness check would use
@@ -532,6 +542,7 @@ export class EventMap<T = unknown> extends LbcMap {
   close(): void {
     const c = this.consumer;
     if (!c) return;
+    if (this.flushTimer) clearInterval(this.flushTimer);
     try {
       c.drain();
       if (this.kind === 'ring') this.pollRingDrops();
