@@ -193,6 +193,8 @@ export declare function closeFd(fd: number): void;
 export declare function mount(source: string, target: string, fstype: string): void;
 /** Ids of every prog, map or link in the kernel (all processes). */
 export declare function objectIds(kind: 'prog' | 'map' | 'link'): number[];
+/** The C++ runtime's demangler over a batch; null where a name is not mangled C++. */
+export declare function demangle(names: string[]): Array<string | null>;
 /** 1 supported, 0 not, <0 -errno. */
 export declare function probeProgType(type: number): number;
 export declare function probeMapType(type: number): number;

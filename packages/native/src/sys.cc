@@ -4,6 +4,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cerrno>
+#include <cstdlib>
+#include <cxxabi.h>
 #include <cstring>
 #include <fcntl.h>
 #include <linux/perf_event.h>
@@ -92,7 +94,25 @@ static Napi::Value ProbeHelper(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), r);
 }
 
+// demangle(names): the C++ runtime's demangler over a batch (one call per batch, not per
+// name); null where a name is not a mangled C++ name.
+static Napi::Value Demangle(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Array in = info[0].As<Napi::Array>();
+  Napi::Array out = Napi::Array::New(env, in.Length());
+  for (uint32_t i = 0; i < in.Length(); i++) {
+    std::string name = in.Get(i).As<Napi::String>();
+    int status = 0;
+    char *d = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+    if (status == 0 && d) out.Set(i, Napi::String::New(env, d));
+    else out.Set(i, env.Null());
+    free(d);
+  }
+  return out;
+}
+
 Napi::Object InitSys(Napi::Env env, Napi::Object exports) {
+  exports.Set("demangle", Napi::Function::New(env, Demangle));
   exports.Set("libbpfVersion", Napi::String::New(env, std::to_string(libbpf_major_version()) + "." +
                                                           std::to_string(libbpf_minor_version())));
   exports.Set("numPossibleCpus", Napi::Function::New(env, [](const Napi::CallbackInfo &info) -> Napi::Value {

@@ -18,6 +18,11 @@ export { EventMap, KeyValueMap, HistMap, StackMap, LbcMap, MapType, formatHistog
 export { Btf } from './btf.js';
 export { CodecFactory, type CodecOptions, type Decoder, type Encoder } from './decode.js';
 export { KernelSymbols, kernelSymbols, formatFrame, type KernelFrame } from './kallsyms.js';
+export {
+  Symbolizer, symbolizer, formatAnyFrame, foldStacks, parseMaps,
+  type Frame, type UserFrame, type Mapping, type SymbolizerOptions,
+} from './symbolize/symbolizer.js';
+export { ElfFile, SymbolTable, fileSource, bufferSource, type ElfSource, type SymbolHit } from './symbolize/elf.js';
 export { describeObject, type ObjectDescription, type MapDescription } from './inspect.js';
 export { checkBpfPermission, ensureTracefs, hasKprobes, kernelFeatures, type KernelFeatures } from './system.js';
 export { setBinding } from './native.js';

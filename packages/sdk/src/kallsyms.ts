@@ -84,9 +84,20 @@ export class KernelSymbols {
     this.modulesStamp = modulesStamp();
   }
 
-  /** Reload when modules were loaded or unloaded since the last read. */
+  /**
+   * Forget the table; the next lookup reads kallsyms again. Called after BPF programs are
+   * loaded, whose JIT images get `[bpf]` symbols among the module addresses: a stale table
+   * would attribute them to the nearest older symbol.
+   */
+  invalidate(): void {
+    this.stale = true;
+  }
+
+  private stale = false;
+
+  /** Reload when invalidated, or when modules were loaded or unloaded since the last read. */
   private ensureFresh(): void {
-    if (!this.loadedAt) { this.load(); return; }
+    if (!this.loadedAt || this.stale) { this.stale = false; this.load(); return; }
     if (Date.now() - this.loadedAt > 1000) {
       const stamp = modulesStamp();
       if (stamp !== this.modulesStamp) this.load();

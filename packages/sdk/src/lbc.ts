@@ -14,6 +14,7 @@ import {
   type NativeFailure,
 } from './errors.js';
 import { EventMap, HistMap, KeyValueMap, LbcMap, type MapContext, MapType, StackMap } from './maps.js';
+import { kernelSymbols } from './kallsyms.js';
 import { native } from './native.js';
 import { checkBpfPermission, checkKprobes, checkTracepoint, ensureTracefs, kernelFunctionExists } from './system.js';
 
@@ -43,6 +44,8 @@ export interface UprobeOptions {
   /** Only this process (default -1: every process running the binary). */
   pid?: number;
   retprobe?: boolean;
+  /** Bytes past the symbol (symbol+offset), e.g. past the prologue so the caller shows in the stack. */
+  offset?: number;
 }
 
 /** Options for attachKprobe. */
@@ -285,6 +288,7 @@ export class LbcBase<M extends object = AnyMaps> {
     } catch (e) {
       throw this.loadError(e);
     }
+    kernelSymbols().invalidate(); // our programs' [bpf] symbols are new
     this.buildMaps();
   }
 
@@ -437,11 +441,12 @@ export class LbcBase<M extends object = AnyMaps> {
   attachUprobe(prog: string, binary: string, target: string | number, opts: UprobeOptions = {}): Link {
     this.prog(prog);
     const kind = opts.retprobe ? 'uretprobe' : 'uprobe';
-    const what = `attach ${kind} "${binary}:${target}" (program "${prog}")`;
+    const at = `${target}${opts.offset ? `+${opts.offset}` : ''}`;
+    const what = `attach ${kind} "${binary}:${at}" (program "${prog}")`;
     if (!fs.existsSync(binary)) throw new NotFoundError(`${what}: no such file "${binary}"`);
-    return this.keep(`${kind}:${prog}:${binary}:${target}:${opts.pid ?? -1}`, prog,
+    return this.keep(`${kind}:${prog}:${binary}:${at}:${opts.pid ?? -1}`, prog,
       () => this.nativeAttach(what, () => this.obj!.attachUprobe(prog, !!opts.retprobe, opts.pid ?? -1, binary,
-        typeof target === 'number' ? target : 0, typeof target === 'string' ? target : null)));
+        (typeof target === 'number' ? target : 0) + (opts.offset ?? 0), typeof target === 'string' ? target : null)));
   }
 
   attachUretprobe(prog: string, binary: string, target: string | number, opts: Omit<UprobeOptions, 'retprobe'> = {}): Link {

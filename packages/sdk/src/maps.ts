@@ -7,6 +7,7 @@ import type { Btf } from './btf.js';
 import type { CodecFactory, Decoder, Encoder } from './decode.js';
 import { LbcError, isNativeFailure } from './errors.js';
 import { type KernelFrame, formatFrame, kernelSymbols } from './kallsyms.js';
+import { formatAnyFrame, symbolizer, type UserFrame } from './symbolize/symbolizer.js';
 import { native } from './native.js';
 
 /** BPF map type numbers (uapi enum bpf_map_type). */
@@ -295,20 +296,36 @@ export class StackMap extends LbcMap {
     return out;
   }
 
-  /** Kernel frames of stack `id`, innermost first. */
-  getFrames(id: number): KernelFrame[] {
+  /** Kernel frames of stack `id` (or, with `pid`, user frames of that process), innermost first. */
+  getFrames(id: number): KernelFrame[];
+  getFrames(id: number, opts: { pid: number }): Promise<UserFrame[]>;
+  getFrames(id: number, opts?: { pid: number }): KernelFrame[] | Promise<UserFrame[]> {
+    if (opts?.pid !== undefined) {
+      const sym = symbolizer();
+      sym.remember(opts.pid); // now, before any await: the process may be about to exit
+      return sym.user(opts.pid, this.getArr(id));
+    }
     return kernelSymbols().lookupStack(this.getArr(id));
   }
 
   /**
-   * Symbolized kernel stack `id` as `symbol+0xoff [module]` strings, innermost first.
+   * Symbolized stack `id`, innermost first: kernel frames as `symbol+0xoff [module]`; with
+   * `{ pid }`, the user stack of that process (USER_STACKID_FLAGS) as `symbol+0xoff (binary)`,
+   * asynchronously (binaries are read lazily, off the event loop's critical path).
    * A negative id (an error from bpf_get_stackid, e.g. -EEXIST or -EFAULT, possibly stored
    * in an unsigned field) yields one line saying so.
    */
-  getStacks(id: number | bigint): string[] {
+  getStacks(id: number | bigint): string[];
+  getStacks(id: number | bigint, opts: { pid: number }): Promise<string[]>;
+  getStacks(id: number | bigint, opts?: { pid: number }): string[] | Promise<string[]> {
     let n = Number(id);
     if (n > 0x7fffffff && n <= 0xffffffff) n -= 0x100000000; // u32 field holding a negative errno
-    if (n < 0) return [`[stack id error ${n}: ${stackIdError(-n)}]`];
+    const err = n < 0 ? [`[stack id error ${n}: ${stackIdError(-n)}]`] : undefined;
+    if (opts?.pid !== undefined) {
+      if (err) return Promise.resolve(err);
+      return this.getFrames(n, opts).then((f) => (f.length ? f.map(formatAnyFrame) : [`[stack ${n} not found: overwritten or evicted]`]));
+    }
+    if (err) return err;
     const frames = this.getFrames(n);
     return frames.length ? frames.map(formatFrame) : [`[stack ${n} not found: overwritten or evicted]`];
   }
