@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import * as native from '@tslcc/native';
 import {
-  CompileError, compile, hasKprobes, LbcBase, NotFoundError, PermissionError, UnsupportedError, VerifierError,
+  CompileError, compile, hasKprobes, LbcBase, NotFoundError, UnsupportedError, VerifierError,
 } from '@tslcc/sdk';
 import { isRoot, REPO, ROOT_SKIP, tempDir, until } from '../helpers';
 
