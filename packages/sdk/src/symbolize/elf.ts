@@ -228,6 +228,8 @@ export class SymbolTable {
   readonly sizes: Float64Array;
   readonly names: Uint32Array;
   readonly strtab: Buffer;
+  /** Names decoded so far, by index (sparse). */
+  private readonly decoded: string[] = [];
 
   private constructor(starts: Float64Array, sizes: Float64Array, names: Uint32Array, strtab: Buffer) {
     this.starts = starts;
@@ -304,6 +306,8 @@ export class SymbolTable {
     if (f < 0) return undefined;
     const size = this.sizes[f]!;
     if (size > 0 ? vaddr >= s[f]! + size : f + 1 < s.length && vaddr >= s[f + 1]!) return undefined;
-    return { name: cstring(this.strtab, this.names[f]!), offset: vaddr - s[f]!, start: s[f]!, size };
+    let name = this.decoded[f];
+    if (name === undefined) name = this.decoded[f] = cstring(this.strtab, this.names[f]!);
+    return { name, offset: vaddr - s[f]!, start: s[f]!, size };
   }
 }

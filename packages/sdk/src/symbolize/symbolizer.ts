@@ -164,42 +164,54 @@ export class Symbolizer {
   }
 
   /**
-   * Symbolize user addresses of process `pid`, innermost first: every frame after the first
-   * is a return address and is resolved as `address - 1`.
+   * Symbolize user addresses of process `pid`. By default they are a stack, innermost first:
+   * every frame after the first is a return address and is resolved as `address - 1`; pass
+   * `{ returnAddresses: false }` for independent addresses (samples, a list of pcs).
    */
-  async user(pid: number, addresses: readonly bigint[]): Promise<UserFrame[]> {
+  async user(pid: number, addresses: readonly bigint[], opts: { returnAddresses?: boolean } = {}): Promise<UserFrame[]> {
+    const ret = opts.returnAddresses ?? true;
     const alive = this.remember(pid);
     const proc = this.procs.get(pid);
     if (!proc) {
       const reason = alive ? 'cannot read the memory map of the process' : `process ${pid} exited before its memory map was read`;
       return addresses.map((a) => ({ kind: 'user' as const, address: a, reason }));
     }
-    const frames = await Promise.all(addresses.map((a, i) => this.resolve(proc, a, i > 0, alive)));
-    await this.demangle(frames);
+    // Load every binary the addresses touch (concurrently, once each), then resolve all
+    // addresses in one synchronous pass: no promise per address.
+    const loaded = new Map<Mapping, Binary>();
+    const pending: Array<Promise<void>> = [];
+    const seen = new Set<Mapping>();
+    for (let i = 0; i < addresses.length; i++) {
+      const m = findMapping(proc.maps, Number(addresses[i]!) - (ret && i > 0 ? 1 : 0));
+      if (m && isFileMapping(m) && !seen.has(m)) {
+        seen.add(m);
+        pending.push(this.binary(proc, m, alive).then((b) => { loaded.set(m, b); }));
+      }
+    }
+    await Promise.all(pending);
+    const frames = new Array<UserFrame>(addresses.length);
+    for (let i = 0; i < addresses.length; i++) frames[i] = this.resolve(proc, addresses[i]!, ret && i > 0, loaded);
+    this.demangle(frames);
     return frames;
   }
 
-  private async resolve(proc: ProcessInfo, address: bigint, isReturn: boolean, alive: boolean): Promise<UserFrame> {
+  private resolve(proc: ProcessInfo, address: bigint, isReturn: boolean, loaded: Map<Mapping, Binary>): UserFrame {
     const a = Number(address) - (isReturn ? 1 : 0);
+    const ret = isReturn ? 1 : 0; // a return address is shown at its own offset, found at a - 1
     const m = findMapping(proc.maps, a);
-    const at = (f: Omit<UserFrame, 'address'>): UserFrame => {
-      const fr: UserFrame = { ...f, address };
-      if (fr.offset !== undefined && isReturn) fr.offset += 1;
-      return fr;
-    };
-    if (!m || !m.path || m.path.startsWith('[anon') || m.path === '[heap]' || m.path === '[stack]' || m.inode === 0 && !m.path.startsWith('[vdso')) {
+    if (!m || !isFileMapping(m)) {
       const jit = this.perfMapLookup(proc.pid, a);
-      if (jit) return at({ kind: 'jit', symbol: jit.name, offset: jit.offset, binary: jit.file });
-      if (!m) return at({ kind: 'user', reason: 'not in any mapping of the process' });
-      return at({ kind: 'user', reason: `anonymous memory${m.path ? ` ${m.path}` : ''} and no /tmp/perf-${proc.pid}.map entry (JIT code: start Node.js with --perf-basic-prof)` });
+      if (jit) return { kind: 'jit', address, symbol: jit.name, offset: jit.offset + ret, binary: jit.file };
+      if (!m) return { kind: 'user', address, reason: 'not in any mapping of the process' };
+      return { kind: 'user', address, reason: `anonymous memory${m.path ? ` ${m.path}` : ''} and no /tmp/perf-${proc.pid}.map entry (JIT code: start Node.js with --perf-basic-prof)` };
     }
-    const bin = await this.binary(proc, m, alive);
-    if (!bin.symbols || !bin.elf) return at({ kind: 'user', binary: m.path, reason: bin.reason ?? 'no symbols' });
+    const bin = loaded.get(m)!;
+    if (!bin.symbols || !bin.elf) return { kind: 'user', address, binary: m.path, reason: bin.reason ?? 'no symbols' };
     const vaddr = m.path === '[vdso]' ? a - m.start + (bin.elf.fileOffsetToVaddr(0) ?? 0) : bin.elf.fileOffsetToVaddr(a - m.start + m.offset);
-    if (vaddr === undefined) return at({ kind: 'user', binary: m.path, reason: 'address outside the loaded segments of the binary' });
+    if (vaddr === undefined) return { kind: 'user', address, binary: m.path, reason: 'address outside the loaded segments of the binary' };
     const hit = bin.symbols.lookup(vaddr);
-    if (!hit) return at({ kind: 'user', binary: m.path, reason: `no function symbol covers 0x${vaddr.toString(16)} in ${bin.label}` });
-    return at({ kind: 'user', symbol: hit.name, offset: hit.offset, binary: m.path });
+    if (!hit) return { kind: 'user', address, binary: m.path, reason: `no function symbol covers 0x${vaddr.toString(16)} in ${bin.label}` };
+    return { kind: 'user', address, symbol: hit.name, offset: hit.offset + ret, binary: m.path };
   }
 
   /** A binary's symbols, loaded once per identity (device + inode, or the vDSO), lazily. */
@@ -341,14 +353,28 @@ export class Symbolizer {
     return { name: pm.names[found]!, offset: addr - pm.starts[found]!, file: path.basename(pm.file) };
   }
 
-  private async demangle(frames: UserFrame[]): Promise<void> {
-    const todo = [...new Set(frames.map((f) => f.symbol).filter((s): s is string => !!s && s.startsWith('_Z') && !this.demangled.has(s)))];
-    if (todo.length) {
-      const out = native().demangle(todo);
-      todo.forEach((s, i) => this.demangled.set(s, out[i] ?? s));
+  /** Demangle C++ names in place: cached per name, the rest in one native call. */
+  private demangle(frames: UserFrame[]): void {
+    let todo: Set<string> | undefined;
+    for (const f of frames) {
+      const sym = f.symbol;
+      if (!sym || sym.charCodeAt(0) !== 95 /* _ */ || sym.charCodeAt(1) !== 90 /* Z */) continue;
+      const d = this.demangled.get(sym);
+      if (d !== undefined) f.symbol = d;
+      else (todo ??= new Set()).add(sym);
     }
-    for (const f of frames) if (f.symbol?.startsWith('_Z')) f.symbol = this.demangled.get(f.symbol) ?? f.symbol;
+    if (!todo) return;
+    const names = [...todo];
+    const out = native().demangle(names);
+    names.forEach((n, i) => this.demangled.set(n, out[i] ?? n));
+    for (const f of frames) if (f.symbol && todo.has(f.symbol)) f.symbol = this.demangled.get(f.symbol)!;
   }
+}
+
+/** A mapping backed by a file (or the vDSO) that symbols can come from. */
+function isFileMapping(m: Mapping): boolean {
+  if (m.path === '[vdso]') return true;
+  return !!m.path && m.inode !== 0 && !m.path.startsWith('[');
 }
 
 function findMapping(maps: Mapping[], a: number): Mapping | undefined {
