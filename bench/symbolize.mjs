@@ -49,14 +49,28 @@ const uaddrs = Array.from({ length: N }, () => BigInt(text.start + Math.floor(ra
 global.gc?.();
 const rss0 = process.memoryUsage().rss;
 const sym = new Symbolizer();
+// The longest time the event loop could not run while the symbol table loaded cold.
+let last = performance.now();
+let stall = 0;
+const ticker = setInterval(() => { const now = performance.now(); stall = Math.max(stall, now - last); last = now; }, 1);
+await new Promise((r) => setTimeout(r, 20));
+stall = 0;
+last = performance.now();
 t0 = performance.now();
+const warmup = await sym.user(process.pid, uaddrs.slice(0, 1), { returnAddresses: false }); // loads /usr/bin/node's symbols
+const tLoad = performance.now() - t0;
+await new Promise((r) => setTimeout(r, 5));
+clearInterval(ticker);
+const loadStall = stall;
 const cold = await sym.user(process.pid, uaddrs, { returnAddresses: false });
 const tCold = performance.now() - t0;
+if (!warmup[0]) throw new Error('no frame');
 const rss1 = process.memoryUsage().rss;
 t0 = performance.now();
 await sym.user(process.pid, uaddrs, { returnAddresses: false });
 const tWarm = performance.now() - t0;
 const named = cold.filter((f) => f.symbol).length;
+console.log(`user: loading ${node}'s symbols took ${ms(tLoad)}; longest event-loop stall meanwhile ${ms(loadStall)}`);
 console.log(`user: ${N} addresses in ${node} (${mb(fs.statSync(node).size)}): cold ${ms(tCold)}, warm ${ms(tWarm)} (${(N / tWarm * 1000).toFixed(0)} addresses/s), ${named} named, rss +${mb(rss1 - rss0)}, symbol cache ${mb(sym.cacheBytes)}`);
 
 // ---- references on the same addresses: node is non-PIE, so runtime = link-time addresses ----

@@ -117,6 +117,33 @@ describe('Symbolizer (own processes)', () => {
     }
   });
 
+  test('a stripped binary symbolizes through /usr/lib/debug/.build-id/xx/rest.debug', async () => {
+    // A copy without .gnu_debuglink: only the build-id can find its symbols.
+    const bin = path.join(dir, 'byid');
+    execFileSync('gcc', ['-O0', '-fno-omit-frame-pointer', '-g', '-o', bin, path.join(FIX, 'ustack.c')]);
+    const debugRoot = path.join(dir, 'debug');
+    const id = /Build ID: ([0-9a-f]+)/.exec(execFileSync('readelf', ['-n', bin], { encoding: 'utf8' }))![1]!;
+    fs.mkdirSync(path.join(debugRoot, '.build-id', id.slice(0, 2)), { recursive: true });
+    execFileSync('objcopy', ['--only-keep-debug', bin, path.join(debugRoot, '.build-id', id.slice(0, 2), `${id.slice(2)}.debug`)]);
+    const outer = nmAddress(bin, 'outer');
+    execFileSync('strip', ['--strip-all', bin]);
+    const p = spawn(bin, [], { stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      await until(() => { try { return fs.readlinkSync(`/proc/${p.pid}/exe`) === bin; } catch { return false; } });
+      const elf = await ElfFile.open(await fileSource(bin));
+      expect(elf.debuglink).toBeUndefined();
+      const seg = elf.segments.find((x) => x.type === 1 && outer >= x.vaddr && outer < x.vaddr + x.filesz)!;
+      await elf.close();
+      const a = runtimeAddress(p.pid!, bin, outer + 2, seg);
+      const [withDir] = await new Symbolizer({ debugDirs: [debugRoot] }).user(p.pid!, [a]);
+      expect([withDir!.symbol, withDir!.offset]).toEqual(['outer', 2]);
+      const [without] = await new Symbolizer({ debugDirs: [] }).user(p.pid!, [a]);
+      expect(without!.reason).toBe(`${bin} is stripped and no debug file was found (build-id ${id}): only its exported functions are known`);
+    } finally {
+      p.kill();
+    }
+  });
+
   test('symbol tables are cached per binary, within the memory bound', async () => {
     const big = new Symbolizer();
     const libc = parseMaps(fs.readFileSync(`/proc/${child.pid}/maps`, 'utf8')).find((x) => x.path.includes('libc.so') && x.perms.includes('x'))!;

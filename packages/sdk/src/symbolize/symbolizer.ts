@@ -210,7 +210,7 @@ export class Symbolizer {
     const vaddr = m.path === '[vdso]' ? a - m.start + (bin.elf.fileOffsetToVaddr(0) ?? 0) : bin.elf.fileOffsetToVaddr(a - m.start + m.offset);
     if (vaddr === undefined) return { kind: 'user', address, binary: m.path, reason: 'address outside the loaded segments of the binary' };
     const hit = bin.symbols.lookup(vaddr);
-    if (!hit) return { kind: 'user', address, binary: m.path, reason: `no function symbol covers 0x${vaddr.toString(16)} in ${bin.label}` };
+    if (!hit) return { kind: 'user', address, binary: m.path, reason: bin.reason ?? `no function symbol covers 0x${vaddr.toString(16)} in ${bin.label}` };
     return { kind: 'user', address, symbol: hit.name, offset: hit.offset + ret, binary: m.path };
   }
 
@@ -300,7 +300,7 @@ export class Symbolizer {
       const symbols = await elf.symbols(); // .dynsym: exported functions only
       return {
         label: m.path, elf, symbols, bytes: symbols.bytes,
-        reason: symbols.size ? undefined : `${m.path} is stripped and no debug file was found (build-id ${elf.buildId ?? 'none'})`,
+        reason: `${m.path} is stripped and no debug file was found (build-id ${elf.buildId ?? 'none'}): only its exported functions are known`,
       };
     } finally {
       await elf.close().catch(() => {});
