@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import chalk from 'chalk';
 import { Command } from 'commander';
 import { CompileError, compile, describeObject, LbcError } from '@tslcc/sdk';
+import { startServer } from '@tslcc/server';
 import { doctor } from './doctor.js';
 
 const program = new Command('tslcc').description('tslcc: eBPF tracing with LBC_* macros, from Node.js');
@@ -16,14 +17,16 @@ program
   .option('-f, --flags <flags>', 'extra clang flags, e.g. "-DLBC_DEBUG"')
   .option('--arch <arch>', 'target arch (x86_64, aarch64, ...); default: this host')
   .option('--no-cache', 'compile even if the cache has the object')
+  .option('-s, --server <url>', 'compile on this server (default: $TSLCC_SERVER when no local clang)')
+  .option('--protocol <p>', 'server protocol: tslcc (default) or pylcc')
   .option('-i, --inspect', 'print the programs, maps and globals of the object')
   .option('--json', 'print the result as JSON')
   .addHelpText('after', '\nExamples:\n  tslcc compile opensnoop.bpf.c\n  tslcc compile tool.bpf.c -o /tmp/tool.bpf.o --inspect\n')
-  .action(async (file: string, o: { output?: string; flags?: string; arch?: string; cache: boolean; inspect?: boolean; json?: boolean }) => {
+  .action(async (file: string, o: { output?: string; flags?: string; arch?: string; cache: boolean; inspect?: boolean; json?: boolean; server?: string; protocol?: 'tslcc' | 'pylcc' }) => {
     const source = fs.readFileSync(file, 'utf8');
     const name = path.basename(file).replace(/\.bpf\.c$|\.c$/, '');
     const out = o.output ?? path.join(path.dirname(file), `${name}.bpf.o`);
-    const r = await compile(source, { name, flags: o.flags, arch: o.arch, noCache: !o.cache });
+    const r = await compile(source, { name, flags: o.flags, arch: o.arch, noCache: !o.cache, ...(o.server ? { mode: 'remote' as const, server: o.server } : {}), protocol: o.protocol });
     fs.writeFileSync(out, r.elf);
     const desc = o.inspect || o.json ? describeObject(r.elf, name) : undefined;
     if (o.json) {
@@ -31,7 +34,8 @@ program
       return;
     }
     for (const w of r.warnings) process.stderr.write(chalk.yellow(`${w.file}:${w.line}:${w.column}: warning: ${w.message}\n`));
-    process.stdout.write(`${chalk.green('✓')} ${out} (${r.elf.length} bytes, ${r.from === 'cache' ? 'from cache' : `compiled in ${Math.round(r.ms)} ms`}, key ${r.key.slice(0, 12)})\n`);
+    const how = r.from === 'cache' ? 'from cache' : `compiled ${r.from === 'remote' ? 'remotely ' : ''}in ${Math.round(r.ms)} ms`;
+    process.stdout.write(`${chalk.green('✓')} ${out} (${r.elf.length} bytes, ${how}, key ${r.key.slice(0, 12)})\n`);
     if (desc) {
       for (const p of desc.programs) process.stdout.write(`  program ${chalk.bold(p.name)}  SEC("${p.section}")  ${p.typeName}\n`);
       for (const m of desc.maps) {
@@ -40,6 +44,28 @@ program
       }
       for (const g of desc.globals.filter((x) => !x.name.startsWith('__lbc'))) process.stdout.write(`  global  ${chalk.bold(g.name)}  ${g.type}  (${g.section})\n`);
     }
+  });
+
+program
+  .command('serve')
+  .description('run the compile server (tslcc v1 API and pylcc\'s POST /lbc)')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('-p, --port <port>', 'port', '7655')
+  .option('--token <token>', 'require Authorization: Bearer <token> (default $TSLCC_SERVER_TOKEN)')
+  .option('--data-dir <dir>', 'objects, uploaded BTF and headers (default ~/.cache/tslcc-server)')
+  .option('--btf-dir <dir>', 'BTFHub-style tree served by GET /v1/btf/<arch>/<release>')
+  .option('--concurrency <n>', 'compiles at once (default: CPUs)')
+  .option('--queue <n>', 'compiles waiting before 503', '64')
+  .option('--timeout <secs>', 'wall-clock limit per compile', '60')
+  .option('--unsafe-no-sandbox', 'run clang without bubblewrap isolation (trusted clients only)')
+  .addHelpText('after', '\nExamples:\n  tslcc serve --host 127.0.0.1 --port 7655\n  TSLCC_SERVER_TOKEN=s3cret tslcc serve --host 0.0.0.0 --btf-dir /srv/btfhub-archive\n')
+  .action(async (o: { host: string; port: string; token?: string; dataDir?: string; btfDir?: string; concurrency?: string; queue: string; timeout: string; unsafeNoSandbox?: boolean }) => {
+    const { url } = await startServer({
+      host: o.host, port: Number(o.port), token: o.token ?? process.env.TSLCC_SERVER_TOKEN, dataDir: o.dataDir, btfDir: o.btfDir,
+      concurrency: o.concurrency ? Number(o.concurrency) : undefined, queue: Number(o.queue), compileTimeoutMs: Number(o.timeout) * 1000,
+      sandbox: o.unsafeNoSandbox ? 'none' : 'bwrap', log: (l) => process.stderr.write(`${l}\n`),
+    });
+    process.stderr.write(`tslcc serve: listening on ${url}${o.token ?? process.env.TSLCC_SERVER_TOKEN ? ' (token required)' : ''}\n`);
   });
 
 program

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CompileError, type Diagnostic, LbcError, NotFoundError } from './errors.js';
 import { native } from './native.js';
+import { configuredServer, remoteCompile } from './remote.js';
 
 /** Where lbc.h lives. */
 export const INCLUDE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'include');
@@ -24,8 +25,17 @@ export interface CompileOptions {
   name?: string;
   /** Extra clang flags (pylcc's `env`), e.g. ["-DLBC_DEBUG"]. A string is split on white space. */
   flags?: string[] | string;
-  /** 'auto' (cache, then local clang) or 'local'. Default 'auto'. */
-  mode?: 'auto' | 'local';
+  /**
+   * 'auto' (default): the cache, then local clang if installed, then the compile server.
+   * 'local': clang only. 'remote': the compile server only (the cache still answers first).
+   */
+  mode?: 'auto' | 'local' | 'remote';
+  /** Compile server (URL or pylcc host name). Default $TSLCC_SERVER, then pylcc's $LBC_SERVER. */
+  server?: string;
+  /** Talk to the server with tslcc's v1 API (default) or pylcc's POST /lbc. */
+  protocol?: 'tslcc' | 'pylcc';
+  /** Bearer token for the server. Default $TSLCC_SERVER_TOKEN. */
+  token?: string;
   /** Cache directory. Default $TSLCC_CACHE_DIR, else $XDG_CACHE_HOME/tslcc, else ~/.cache/tslcc. */
   cacheDir?: string;
   /** Skip the cache lookup (the result is still stored). */
@@ -46,7 +56,7 @@ export interface CompiledObject {
   /** Content hash: the cache key. */
   key: string;
   /** Where it came from. */
-  from: 'cache' | 'local';
+  from: 'cache' | 'local' | 'remote';
   /** Path of the cached object. */
   path: string;
   /** Compiler warnings, at the user's lines. */
@@ -78,12 +88,13 @@ export function kernelArch(arch: string = process.arch): string {
 }
 
 let lbcHash: string | undefined;
-function lbcHeaderHash(): string {
+/** sha256 of lbc.h: part of every cache key, here and on a compile server. */
+export function lbcHeaderHash(): string {
   lbcHash ??= sha256(fs.readFileSync(path.join(INCLUDE_DIR, 'lbc.h')));
   return lbcHash;
 }
 
-function sha256(data: string | Buffer): string {
+export function sha256(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
@@ -99,7 +110,7 @@ export function wrapSource(source: string): string {
   return out;
 }
 
-function splitFlags(flags: CompileOptions['flags']): string[] {
+export function splitFlags(flags: CompileOptions['flags']): string[] {
   if (!flags) return [];
   return typeof flags === 'string' ? flags.split(/\s+/).filter(Boolean) : [...flags];
 }
@@ -119,7 +130,7 @@ export function findClang(explicit?: string): string | undefined {
 }
 
 /** clang's --version, remembered per binary (path, size, mtime) so a cache hit never runs clang. */
-async function clangIdentity(clang: string, cacheDir: string): Promise<string> {
+export async function clangIdentity(clang: string, cacheDir: string): Promise<string> {
   const real = fs.realpathSync(clang);
   const st = fs.statSync(real);
   const stamp = `${real}:${st.size}:${st.mtimeMs}`;
@@ -137,7 +148,7 @@ async function clangIdentity(clang: string, cacheDir: string): Promise<string> {
   return id;
 }
 
-function writeAtomic(file: string, data: string | Buffer): void {
+export function writeAtomic(file: string, data: string | Buffer): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   fs.writeFileSync(tmp, data);
@@ -162,6 +173,39 @@ function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: numb
  * vmlinux.h for the running kernel (or btfPath), generated through libbpf's btf_dump and
  * cached by the BTF's hash. Returns the directory holding it.
  */
+/** The content-addressed cache key of one compile. */
+export function compileKey(p: { name: string; source: string; flags: string[]; includeDirs?: string[]; compiler: string; arch: string }): string {
+  return sha256(JSON.stringify([CACHE_FORMAT, p.name, p.source, p.flags, p.includeDirs ?? [], lbcHeaderHash(), p.compiler, p.arch]));
+}
+
+/** Where an object with this key lives in a cache directory. */
+export function cachedObjectPath(cacheDir: string, key: string): string {
+  return path.join(cacheDir, 'obj', key.slice(0, 2), `${key}.bpf.o`);
+}
+
+/**
+ * clang's arguments for one BPF compile, with the paths as the compiler will see them (the
+ * server passes the paths inside its sandbox). Never a shell: these go to execve as they are.
+ */
+export function clangArgs(p: { arch: string; src: string; out: string; includeDir: string; vmlinuxDir: string; includeDirs?: string[]; flags: string[] }): string[] {
+  return [
+    '-target', 'bpf', '-O2', '-g', `-D__TARGET_ARCH_${p.arch}`,
+    '-fno-color-diagnostics', '-fno-caret-diagnostics',
+    '-I', p.includeDir, '-I', p.vmlinuxDir, ...(p.includeDirs ?? []).flatMap((d) => ['-I', d]),
+    '-include', path.join(p.includeDir, 'lbc.h'),
+    ...p.flags, '-c', p.src, '-o', p.out,
+  ];
+}
+
+/** The CompileError for a failed clang run: counts, the first error, all diagnostics. */
+export function compileFailure(name: string, stderr: string, signal?: string | null): CompileError {
+  const diagnostics = parseDiagnostics(stderr);
+  const errors = diagnostics.filter((d) => d.severity === 'error' || d.severity === 'fatal error');
+  const first = errors[0];
+  const where = first ? `${first.file}:${first.line}:${first.column}: ${first.message}` : (signal ? `clang killed by ${signal}` : stderr.trim().split('\n').pop());
+  return new CompileError(`compile "${name}.bpf.c": ${errors.length || 1} error${errors.length > 1 ? 's' : ''}; ${where}`, diagnostics, stderr);
+}
+
 export function vmlinuxHeaderDir(cacheDir: string, btfPath = '/sys/kernel/btf/vmlinux'): string {
   let raw: Buffer;
   try {
@@ -212,16 +256,19 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
   const arch = kernelArch(opts.arch);
   const flags = splitFlags(opts.flags);
   const includeDirs = [...(opts.includeDirs ?? []), ...(process.env.LBC_INCLUDE ?? '').split(':').filter(Boolean)];
-  const clang = findClang(opts.clang);
-  if (!clang) {
+  const mode = opts.mode ?? 'auto';
+  const clang = mode === 'remote' ? undefined : findClang(opts.clang);
+  const server = configuredServer(opts);
+  if (!clang && (mode === 'local' || !server)) {
     throw new NotFoundError(
-      `compile "${name}.bpf.c": clang not found in PATH; install it (apt-get install clang llvm libbpf-dev) ` +
-      'or set TSLCC_CLANG to its path');
+      `compile "${name}.bpf.c": clang not found in PATH; install it (apt-get install clang llvm libbpf-dev), ` +
+      `set TSLCC_CLANG to its path${mode === 'local' ? '' : ', or use a compile server (TSLCC_SERVER)'}`);
   }
   const wrapped = wrapSource(source);
+  if (!clang) return compileRemote(wrapped, { ...opts, name, cacheDir, arch, flags, includeDirs, server: server! }, t0);
   const compilerId = await clangIdentity(clang, cacheDir);
-  const key = sha256(JSON.stringify([CACHE_FORMAT, name, wrapped, flags, includeDirs, lbcHeaderHash(), compilerId, arch]));
-  const objPath = path.join(cacheDir, 'obj', key.slice(0, 2), `${key}.bpf.o`);
+  const key = compileKey({ name, source: wrapped, flags, includeDirs, compiler: compilerId, arch });
+  const objPath = cachedObjectPath(cacheDir, key);
   if (!opts.noCache) {
     try {
       const elf = fs.readFileSync(objPath);
@@ -234,27 +281,34 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
     const src = `${name}.bpf.c`; // relative to cwd, so diagnostics name the user's file only
     const out = path.join(work, 'out.bpf.o');
     fs.writeFileSync(path.join(work, src), wrapped);
-    const args = [
-      '-target', 'bpf', '-O2', '-g', `-D__TARGET_ARCH_${arch}`,
-      '-fno-color-diagnostics', '-fno-caret-diagnostics',
-      '-I', INCLUDE_DIR, '-I', vmlinuxDir, ...includeDirs.flatMap((d) => ['-I', d]),
-      '-include', path.join(INCLUDE_DIR, 'lbc.h'),
-      ...flags, '-c', src, '-o', out,
-    ];
+    const args = clangArgs({ arch, src, out, includeDir: INCLUDE_DIR, vmlinuxDir, includeDirs, flags });
     const r = await run(clang, args, { cwd: work, timeoutMs: 120_000 });
     const diagnostics = parseDiagnostics(r.stderr);
-    if (r.code !== 0) {
-      const errors = diagnostics.filter((d) => d.severity === 'error' || d.severity === 'fatal error');
-      const first = errors[0];
-      const where = first ? `${first.file}:${first.line}:${first.column}: ${first.message}` : (r.signal ? `clang killed by ${r.signal}` : r.stderr.trim().split('\n').pop());
-      throw new CompileError(
-        `compile "${name}.bpf.c": ${errors.length || 1} error${errors.length > 1 ? 's' : ''}; ${where}`,
-        diagnostics, r.stderr);
-    }
+    if (r.code !== 0) throw compileFailure(name, r.stderr, r.signal);
     const elf = fs.readFileSync(out);
     writeAtomic(objPath, elf);
     return { elf, key, from: 'local', path: objPath, warnings: diagnostics.filter((d) => d.severity === 'warning'), ms: performance.now() - t0 };
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The remote path: the same cache (keyed with the compiler "remote", so an object compiled
+ * by a server is never compiled again while its key matches), then the server.
+ */
+async function compileRemote(wrapped: string, o: CompileOptions & { name: string; cacheDir: string; arch: string; flags: string[]; includeDirs: string[]; server: string }, t0: number): Promise<CompiledObject> {
+  if (o.includeDirs.length) {
+    throw new LbcError('LBC_INVALID_ARGUMENT', `compile "${o.name}.bpf.c" remotely: local include directories (${o.includeDirs.join(', ')}) are not sent to a compile server; inline those headers or compile locally`);
+  }
+  const key = compileKey({ name: o.name, source: wrapped, flags: o.flags, compiler: `remote:${o.protocol ?? 'tslcc'}`, arch: o.arch });
+  const objPath = cachedObjectPath(o.cacheDir, key);
+  if (!o.noCache) {
+    try {
+      return { elf: fs.readFileSync(objPath), key, from: 'cache', path: objPath, warnings: [], ms: performance.now() - t0 };
+    } catch { /* miss */ }
+  }
+  const r = await remoteCompile({ name: o.name, source: wrapped, flags: o.flags, arch: o.arch, btfPath: o.btfPath }, o);
+  writeAtomic(objPath, r.elf);
+  return { elf: r.elf, key, from: 'remote', path: objPath, warnings: r.diagnostics.filter((d) => d.severity === 'warning'), ms: performance.now() - t0 };
 }

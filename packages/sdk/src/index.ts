@@ -13,7 +13,12 @@
  * ```
  */
 export { LbcBase, ClbcBase, onlineCpus, type LbcOptions, type KprobeOptions, type UprobeOptions, type PerfEventOptions, type AnyMaps } from './lbc.js';
-export { compile, defaultCacheDir, findClang, kernelArch, INCLUDE_DIR, type CompileOptions, type CompiledObject } from './compile.js';
+export {
+  compile, defaultCacheDir, findClang, kernelArch, INCLUDE_DIR, clangArgs, compileKey, compileFailure, parseDiagnostics,
+  lbcHeaderHash, wrapSource, sha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags,
+  type CompileOptions, type CompiledObject,
+} from './compile.js';
+export { remoteCompile, fetchBtf, serverUrl, RemoteError, type RemoteOptions, type RemoteCompileRequest, type RemoteCompileResult } from './remote.js';
 export { EventMap, KeyValueMap, HistMap, StackMap, LbcMap, MapType, formatHistogram, type EventInfo, type EventMapOptions } from './maps.js';
 export { Btf } from './btf.js';
 export { CodecFactory, type CodecOptions, type Decoder, type Encoder } from './decode.js';
