@@ -52,7 +52,7 @@ describe.skipIf(!hasBwrap)('compile server', () => {
   afterAll(async () => { await s?.close(); });
 
   test('healthz names the compiler and the sandbox', async () => {
-    const h = await (await fetch(`${s.url}/healthz`)).json();
+    const h = await (await fetch(`${s.url}/healthz`)).json() as { clang: string };
     expect(h).toMatchObject({ status: 'ok', sandbox: 'bwrap' });
     expect(h.clang).toMatch(/clang version/);
   });
@@ -131,8 +131,8 @@ describe.skipIf(!hasBwrap)('compile server', () => {
     expect((await fetch(`${s.url}/nope`)).status).toBe(404);
     const notBtf = Buffer.from('not btf at all........................');
     const h = (await import('node:crypto')).createHash('sha256').update(notBtf).digest('hex');
-    expect((await (await fetch(`${s.url}/v1/btf/${h}`, { method: 'PUT', body: notBtf })).json()).error.code).toBe('NOT_BTF');
-    expect((await (await fetch(`${s.url}/v1/btf/${'0'.repeat(64)}`, { method: 'PUT', body: notBtf })).json()).error.code).toBe('HASH_MISMATCH');
+    expect(((await (await fetch(`${s.url}/v1/btf/${h}`, { method: "PUT", body: notBtf })).json()) as any).error.code).toBe("NOT_BTF");
+    expect(((await (await fetch(`${s.url}/v1/btf/${"0".repeat(64)}`, { method: "PUT", body: notBtf })).json()) as any).error.code).toBe("HASH_MISMATCH");
     expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
   });
 
@@ -286,6 +286,38 @@ describe.skipIf(!hasBwrap)('compile server limits and options', () => {
         t.close();
       }
     } finally {
+      await s.close();
+    }
+  });
+
+  test('a kernel without BTF: LbcBase downloads it from the server and loads with it', async (ctx) => {
+    const btfDir = tempDir('btfhub2');
+    fs.mkdirSync(path.join(btfDir, 'debian', '12', UNAME_ARCH), { recursive: true });
+    fs.copyFileSync('/sys/kernel/btf/vmlinux', path.join(btfDir, 'debian', '12', UNAME_ARCH, `${os.release()}.btf`));
+    const s = await serve({ btfDir, hostBtf: false });
+    const saved = process.env.TSLCC_KERNEL_BTF;
+    process.env.TSLCC_KERNEL_BTF = '/nonexistent/vmlinux'; // as on a kernel built without CONFIG_DEBUG_INFO_BTF
+    try {
+      const none = await new LbcBase('nobtf', { source: GOOD, env: '-DMARKER=9' }).start().catch((e) => e);
+      expect(none.code).toBe('LBC_UNSUPPORTED');
+      expect(none.message).toBe('start "nobtf": this kernel has no BTF (/nonexistent/vmlinux; CONFIG_DEBUG_INFO_BTF is off); set TSLCC_SERVER to fetch it from a compile server, or pass btfCustomPath (a BTFHub file)');
+      if (!isRoot) ctx.skip('not root: the missing-BTF error asserted; downloading BTF and loading with it needs root');
+      const cacheDir = tempDir('nobtf');
+      const t = await new LbcBase<{ events: EventMap<{ pid: number; marker: number }> }>('nobtf', {
+        source: GOOD, env: '-DMARKER=9', globals: { parent_tgid: process.pid }, compile: { server: s.url, cacheDir },
+      }).start();
+      try {
+        expect(fs.existsSync(path.join(cacheDir, 'btf', UNAME_ARCH, `${os.release()}.btf`))).toBe(true);
+        const got: Array<{ pid: number; marker: number }> = [];
+        t.maps.events.on((e) => got.push(e));
+        const pid = runProbe('getppid', '1');
+        await until(() => got.length > 0);
+        expect(got).toEqual([{ pid, marker: 9 }]);
+      } finally {
+        t.close();
+      }
+    } finally {
+      if (saved === undefined) delete process.env.TSLCC_KERNEL_BTF; else process.env.TSLCC_KERNEL_BTF = saved;
       await s.close();
     }
   });

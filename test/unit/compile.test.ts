@@ -63,13 +63,27 @@ describe('compile', () => {
     const { clang, runs } = countingClang();
     const first = await compile(GOOD, { name: 'c1', cacheDir, clang });
     expect(first.from).toBe('local');
-    const compiles = runs().filter((r) => r.includes('-target bpf'));
+    const compiles = runs().filter((r) => r.includes('-target bpf') && / -c /.test(r));
     expect(compiles).toHaveLength(1);
+    expect(runs().filter((r) => r.includes('-x c-header'))).toHaveLength(1); // the precompiled lbc.h, once
     const again = await compile(GOOD, { name: 'c1', cacheDir, clang });
     expect(again.from).toBe('cache');
     expect(again.key).toBe(first.key);
     expect(again.elf.equals(first.elf)).toBe(true);
-    expect(runs()).toHaveLength(2); // one --version (identity, remembered), one compile: nothing on the hit
+    expect(runs()).toHaveLength(3); // --version (identity, remembered), the PCH, the compile: nothing on the hit
+    const other = await compile(`${GOOD} // other`, { name: 'c1', cacheDir, clang });
+    expect(other.from).toBe('local');
+    expect(runs()).toHaveLength(4); // a new source reuses the PCH: one more compile, nothing else
+  });
+
+  test('a PCH built for other flags is never used: -DLBC_DEBUG still turns lbc_debug on', async () => {
+    const cacheDir = tempDir('pchflags');
+    const src = 'SEC("tp/syscalls/sys_enter_getppid") int p(void *ctx) { lbc_debug("hi %d", 1); return 0; }';
+    const off = await compile(src, { name: 'pf', cacheDir });
+    const on = await compile(src, { name: 'pf', cacheDir, flags: '-DLBC_DEBUG' });
+    // BTF line info carries the source line either way; only bpf_printk adds the format to .rodata.
+    const copies = (elf: Buffer) => (elf.toString('latin1').match(/hi %d/g) ?? []).length;
+    expect(copies(on.elf)).toBe(copies(off.elf) + 1);
   });
 
   test('the key covers flags, source, arch; a change misses', async () => {
@@ -86,7 +100,7 @@ describe('compile', () => {
   test('no clang: a NotFoundError that says how to get one', async () => {
     const err = await compile(GOOD, { name: 'nc', cacheDir: tempDir('nc'), clang: '/nonexistent/clang' }).catch((e) => e);
     expect(err).toBeInstanceOf(NotFoundError);
-    expect(err.message).toBe('compile "nc.bpf.c": clang not found in PATH; install it (apt-get install clang llvm libbpf-dev) or set TSLCC_CLANG to its path');
+    expect(err.message).toBe('compile "nc.bpf.c": clang not found in PATH; install it (apt-get install clang llvm libbpf-dev), set TSLCC_CLANG to its path, or use a compile server (TSLCC_SERVER)');
   });
 
   test('arch names', () => {

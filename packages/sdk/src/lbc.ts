@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BpfObject, Link, MapInfo, PerfEventAttr, ProgramInfo } from '@tslcc/native';
 import { Btf } from './btf.js';
-import { type CompiledObject, type CompileOptions, compile } from './compile.js';
+import { type CompiledObject, type CompileOptions, compile, defaultCacheDir, kernelBtfPath } from './compile.js';
+import { configuredServer, fetchBtf } from './remote.js';
 import { CodecFactory } from './decode.js';
 import {
   didYouMean, isNativeFailure, LbcError, NotFoundError, PermissionError, UnsupportedError, VerifierError,
@@ -29,13 +30,16 @@ export interface LbcOptions {
   attach?: boolean;
   /** Values for globals, set before load: `const volatile` (.rodata) config, .data and .bss initial values. */
   globals?: Record<string, unknown>;
-  /** Compile options (mode, cacheDir, clang, arch). */
+  /** Compile options (mode, server, protocol, token, cacheDir, clang, arch). */
   compile?: Omit<CompileOptions, 'name' | 'flags'>;
   /** A precompiled CO-RE object to load instead of compiling. */
   object?: Buffer;
   /** How 64-bit integers decode: 'bigint' (default, lossless) or 'number'. */
   int64?: 'bigint' | 'number';
-  /** Kernel BTF for CO-RE relocation instead of /sys/kernel/btf/vmlinux. */
+  /**
+   * Kernel BTF for CO-RE relocation instead of /sys/kernel/btf/vmlinux. On a kernel without
+   * BTF and with a compile server configured, it is downloaded from the server's BTF store.
+   */
   btfCustomPath?: string;
 }
 
@@ -152,6 +156,7 @@ export class LbcBase<M extends object = AnyMaps> {
     if (this.state !== 'new') throw new LbcError('LBC_INVALID_ARGUMENT', `start "${this.name}": already ${this.state}`);
     this.state = 'starting';
     try {
+      await this.resolveKernelBtf();
       const elf = this.options.object ?? (await this.compileSource()).elf;
       this.open(elf);
       this.load();
@@ -166,6 +171,28 @@ export class LbcBase<M extends object = AnyMaps> {
     }
   }
 
+  /** Kernel BTF for CO-RE: the option, else the kernel's, else downloaded from the compile server. */
+  private btfPath?: string;
+
+  private async resolveKernelBtf(): Promise<void> {
+    if (this.options.btfCustomPath) {
+      this.btfPath = this.options.btfCustomPath;
+      return;
+    }
+    const kernel = kernelBtfPath();
+    if (fs.existsSync(kernel)) {
+      if (kernel !== '/sys/kernel/btf/vmlinux') this.btfPath = kernel;
+      return;
+    }
+    const c = this.options.compile ?? {};
+    if (!configuredServer(c)) {
+      throw new UnsupportedError(
+        `start "${this.name}": this kernel has no BTF (${kernel}; CONFIG_DEBUG_INFO_BTF is off); set TSLCC_SERVER to fetch it from a compile server, or pass btfCustomPath (a BTFHub file)`,
+        'CONFIG_DEBUG_INFO_BTF', ['compile server BTF service', 'btfCustomPath']);
+    }
+    this.btfPath = await fetchBtf(c.cacheDir ?? defaultCacheDir(), c);
+  }
+
   private async compileSource(): Promise<CompiledObject> {
     let source = this.options.source;
     if (source === undefined) {
@@ -176,13 +203,13 @@ export class LbcBase<M extends object = AnyMaps> {
         throw new NotFoundError(`start "${this.name}": no source given and cannot read "${file}": ${(e as Error).message}; pass { source } or { path }`);
       }
     }
-    this.compiled = await compile(source, { ...this.options.compile, name: this.name, flags: this.options.env });
+    this.compiled = await compile(source, { btfPath: this.btfPath, ...this.options.compile, name: this.name, flags: this.options.env });
     return this.compiled;
   }
 
   private open(elf: Buffer): void {
     try {
-      this.obj = new (native().BpfObject)(elf, this.name, { btfCustomPath: this.options.btfCustomPath });
+      this.obj = new (native().BpfObject)(elf, this.name, { btfCustomPath: this.btfPath });
     } catch (e) {
       throw wrapNative(e, `open "${this.name}"`);
     }

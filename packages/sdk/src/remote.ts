@@ -161,7 +161,7 @@ export async function remoteCompile(req: RemoteCompileRequest, opts: RemoteOptio
   if (!server) throw new RemoteError(`${what}: no compile server configured; pass compile: { server } or set TSLCC_SERVER`, '', 0);
   const unameArch = UNAME_ARCH[req.arch] ?? req.arch;
   if (opts.protocol === 'pylcc') return pylccCompile(server, req, unameArch, opts);
-  const btf = readBtf(req.btfPath ?? '/sys/kernel/btf/vmlinux');
+  const btf = readBtf(req.btfPath ?? (process.env.TSLCC_KERNEL_BTF || '/sys/kernel/btf/vmlinux'));
   const kernel = { release: os.release(), btfHash: btf ? createHash('sha256').update(btf).digest('hex') : undefined };
   const body = Buffer.from(JSON.stringify({ name: req.name, source: req.source, flags: req.flags, arch: unameArch, kernel }));
   let r = await call(server, 'POST', '/v1/compile', body, opts, what);

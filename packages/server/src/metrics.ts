@@ -4,6 +4,7 @@ const HELP: Record<string, [string, string]> = {
   tslcc_compiles_total: ['counter', 'Compiles finished, by result (ok, error, timeout, limit)'],
   tslcc_compiler_runs_total: ['counter', 'Times the compiler was started (cache hits and joined duplicates do not start it)'],
   tslcc_cache_hits_total: ['counter', 'Compiles answered from the object cache'],
+  tslcc_pch_builds_total: ['counter', 'Precompiled lbc.h builds (one per kernel, arch and flag set)'],
   tslcc_dedup_joins_total: ['counter', 'Requests that joined an identical compile already running'],
   tslcc_rejections_total: ['counter', 'Requests refused, by reason'],
   tslcc_queue_depth: ['gauge', 'Compiles waiting for a slot'],

@@ -24,6 +24,8 @@ export interface SandboxPaths {
   includeDir: string;
   /** Host directory of vmlinux.h, mounted at /lbc/vmlinux. */
   vmlinuxDir: string;
+  /** Host directory of a precompiled lbc.h, mounted read-only at /lbc/pch. */
+  pchDir?: string;
 }
 
 export interface RunResult {
@@ -44,7 +46,7 @@ export function which(cmd: string): string | undefined {
 }
 
 /** Where the sandbox mounts things; the compiler sees only these paths. */
-export const INSIDE = { work: '/work', include: '/lbc/include', vmlinux: '/lbc/vmlinux' } as const;
+export const INSIDE = { work: '/work', include: '/lbc/include', vmlinux: '/lbc/vmlinux', pch: '/lbc/pch' } as const;
 
 export class Sandbox {
   private readonly bwrap?: string;
@@ -79,6 +81,7 @@ export class Sandbox {
         '--ro-bind', '/usr/include/bpf', '/usr/include/bpf',
         '--ro-bind', paths.includeDir, INSIDE.include,
         '--ro-bind', paths.vmlinuxDir, INSIDE.vmlinux,
+        ...(paths.pchDir ? ['--ro-bind', paths.pchDir, INSIDE.pch] : []),
         '--bind', paths.scratch, INSIDE.work,
         '--chdir', INSIDE.work,
         '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzip, gzipSync } from 'node:zlib';
 import {
   cachedObjectPath, clangArgs, clangIdentity, compileFailure, compileKey, type Diagnostic, findClang, INCLUDE_DIR,
-  kernelArch, parseDiagnostics, sha256, wrapSource, writeAtomic,
+  kernelArch, parseDiagnostics, pchKey, sha256, wrapSource, writeAtomic,
 } from '@tslcc/sdk';
 import { Metrics } from './metrics.js';
 import { badFlag, INSIDE, Sandbox } from './sandbox.js';
@@ -96,6 +96,7 @@ export class CompileServer {
   private readonly headers = new Map<string, Promise<string>>(); // sha256 → vmlinux.h dir
   private hostHash?: string;
   private readonly inflight = new Map<string, Promise<CompileOutcome>>();
+  private readonly pchBuilds = new Map<string, Promise<string | undefined>>();
   private active = 0;
   private readonly waiting: Array<() => void> = [];
   private btfIndex?: { at: number; files: Map<string, string> };
@@ -133,7 +134,7 @@ export class CompileServer {
 
   /** Listen; resolves with the bound address. */
   async listen(): Promise<{ host: string; port: number; url: string }> {
-    fs.mkdirSync(this.options.dataDir, { recursive: true });
+    fs.mkdirSync(path.join(this.options.dataDir, 'pch'), { recursive: true });
     this.clangId = await clangIdentity(this.clang, this.options.dataDir);
     if (this.options.hostBtf && fs.existsSync('/sys/kernel/btf/vmlinux')) {
       this.hostHash = sha256(fs.readFileSync('/sys/kernel/btf/vmlinux'));
@@ -354,14 +355,14 @@ export class CompileServer {
       const src = `${job.name}.bpf.c`;
       fs.writeFileSync(path.join(scratch, src), wrapped);
       const sandboxed = this.sandbox.kind === 'bwrap';
+      const pchDir = await this.pch(job, vmlinuxDir);
       const args = clangArgs({
         arch: job.arch, src, out: 'out.bpf.o', flags: job.flags,
         includeDir: sandboxed ? INSIDE.include : INCLUDE_DIR, vmlinuxDir: sandboxed ? INSIDE.vmlinux : vmlinuxDir,
+        pch: pchDir ? path.join(sandboxed ? INSIDE.pch : pchDir, 'lbc.h.pch') : undefined,
       });
       this.metrics.inc('tslcc_compiler_runs_total');
-      const r = await this.sandbox.run(this.clang, args, { scratch, includeDir: INCLUDE_DIR, vmlinuxDir }, {
-        timeoutMs: this.options.compileTimeoutMs, memoryBytes: this.options.memoryBytes, maxOutputBytes: this.options.maxObjectBytes,
-      });
+      const r = await this.sandbox.run(this.clang, args, { scratch, includeDir: INCLUDE_DIR, vmlinuxDir, pchDir }, this.limits());
       const secs = (performance.now() - t0) / 1000;
       this.metrics.observe('tslcc_compile_duration_seconds', secs);
       const diagnostics = parseDiagnostics(r.stderr);
@@ -384,6 +385,46 @@ export class CompileServer {
     } finally {
       fs.rmSync(scratch, { recursive: true, force: true });
     }
+  }
+
+  private limits() {
+    return { timeoutMs: this.options.compileTimeoutMs, memoryBytes: this.options.memoryBytes, maxOutputBytes: this.options.maxObjectBytes };
+  }
+
+  /**
+   * A precompiled lbc.h for this kernel, arch and flag set, built once in the sandbox (so the
+   * header paths it records are the sandbox's) and mounted read-only into every compile:
+   * a cold compile then skips parsing vmlinux.h. Undefined when it cannot be built.
+   */
+  private pch(job: CompileJob, vmlinuxDir: string): Promise<string | undefined> {
+    const key = pchKey({ vmlinuxDir: job.btfHash, arch: job.arch, flags: job.flags, compiler: `${this.clangId}:${this.sandbox.kind}` });
+    const dir = path.join(this.options.dataDir, 'pch', key);
+    if (fs.existsSync(path.join(dir, 'lbc.h.pch'))) return Promise.resolve(dir);
+    let p = this.pchBuilds.get(key);
+    if (!p) {
+      p = (async () => {
+        const scratch = fs.mkdtempSync(path.join(this.options.dataDir, 'pch', 'tmp-'));
+        const sandboxed = this.sandbox.kind === 'bwrap';
+        const args = clangArgs({
+          arch: job.arch, src: '', out: 'lbc.h.pch', flags: job.flags, buildPch: true,
+          includeDir: sandboxed ? INSIDE.include : INCLUDE_DIR, vmlinuxDir: sandboxed ? INSIDE.vmlinux : vmlinuxDir,
+        });
+        this.metrics.inc('tslcc_pch_builds_total');
+        const r = await this.sandbox.run(this.clang, args, { scratch, includeDir: INCLUDE_DIR, vmlinuxDir }, { ...this.limits(), maxOutputBytes: 256 << 20 });
+        if (r.code !== 0 || !fs.existsSync(path.join(scratch, 'lbc.h.pch'))) {
+          fs.rmSync(scratch, { recursive: true, force: true });
+          return undefined;
+        }
+        try {
+          fs.renameSync(scratch, dir);
+        } catch {
+          fs.rmSync(scratch, { recursive: true, force: true }); // built concurrently elsewhere
+        }
+        return dir;
+      })().finally(() => this.pchBuilds.delete(key));
+      this.pchBuilds.set(key, p);
+    }
+    return p;
   }
 
   /**
