@@ -142,12 +142,23 @@ export interface RemoteCompileResult {
 
 const UNAME_ARCH: Record<string, string> = { x86: 'x86_64', arm64: 'aarch64', s390: 's390x', powerpc: 'ppc64le', riscv: 'riscv64', loongarch: 'loongarch64', arm: 'arm', mips: 'mips' };
 
-function readBtf(btfPath: string): Buffer | undefined {
+const btfHashes = new Map<string, string>();
+
+/** sha256 of a kernel BTF file, computed once per file (path, size, mtime). */
+function btfHash(btfPath: string): string | undefined {
+  let st: fs.Stats;
   try {
-    return fs.readFileSync(btfPath);
+    st = fs.statSync(btfPath);
   } catch {
     return undefined;
   }
+  const id = `${btfPath}:${st.size}:${st.mtimeMs}`;
+  let h = btfHashes.get(id);
+  if (!h) {
+    h = createHash('sha256').update(fs.readFileSync(btfPath)).digest('hex');
+    btfHashes.set(id, h);
+  }
+  return h;
 }
 
 /**
@@ -161,13 +172,13 @@ export async function remoteCompile(req: RemoteCompileRequest, opts: RemoteOptio
   if (!server) throw new RemoteError(`${what}: no compile server configured; pass compile: { server } or set TSLCC_SERVER`, '', 0);
   const unameArch = UNAME_ARCH[req.arch] ?? req.arch;
   if (opts.protocol === 'pylcc') return pylccCompile(server, req, unameArch, opts);
-  const btf = readBtf(req.btfPath ?? (process.env.TSLCC_KERNEL_BTF || '/sys/kernel/btf/vmlinux'));
-  const kernel = { release: os.release(), btfHash: btf ? createHash('sha256').update(btf).digest('hex') : undefined };
+  const btfFile = req.btfPath ?? (process.env.TSLCC_KERNEL_BTF || '/sys/kernel/btf/vmlinux');
+  const kernel = { release: os.release(), btfHash: btfHash(btfFile) };
   const body = Buffer.from(JSON.stringify({ name: req.name, source: req.source, flags: req.flags, arch: unameArch, kernel }));
   let r = await call(server, 'POST', '/v1/compile', body, opts, what);
   if (r.status === 409 && (json(r).error as { code?: string } | undefined)?.code === 'BTF_REQUIRED') {
-    if (!btf || !kernel.btfHash) throw failure(what, server, r);
-    const up = await call(server, 'PUT', `/v1/btf/${kernel.btfHash}`, btf, opts, `upload kernel BTF to ${server}`);
+    if (!kernel.btfHash) throw failure(what, server, r);
+    const up = await call(server, 'PUT', `/v1/btf/${kernel.btfHash}`, fs.readFileSync(btfFile), opts, `upload kernel BTF to ${server}`);
     if (up.status !== 201 && up.status !== 200) throw failure(`upload kernel BTF for ${what}`, server, up);
     r = await call(server, 'POST', '/v1/compile', body, opts, what);
   }
