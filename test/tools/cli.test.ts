@@ -50,6 +50,32 @@ describe('tslcc', () => {
     expect(r.status).toBe(checks.some((c) => !c.ok && ['privileges', 'kernel BTF', 'tracepoint programs'].includes(c.name)) ? 1 : 0);
   });
 
+  test('serve, then compile --server against it', async (ctx) => {
+    if (spawnSync('bwrap', ['--version']).status !== 0) ctx.skip('bubblewrap is not installed: tslcc serve could not be exercised; npm test installs it');
+    const { spawn } = await import('node:child_process');
+    const srv = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--data-dir', path.join(dir, 'srv')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let err = '';
+        srv.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; const m = /listening on (\S+)/.exec(err); if (m) resolve(m[1]!); });
+        srv.on('exit', () => reject(new Error(err)));
+      });
+      expect(((await (await fetch(`${url}/healthz`)).json()) as { status: string }).status).toBe('ok');
+      const src = path.join(dir, 'remote.bpf.c');
+      fs.writeFileSync(src, 'SEC("tp/syscalls/sys_enter_getppid") int f(void *ctx) { return 0; }\n');
+      const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const c = spawn(process.execPath, [BIN, 'compile', src, '--server', url, '--no-cache'], { env: { ...process.env, ...env } });
+        let out = '';
+        c.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+        c.on('close', (code) => resolve({ code, out }));
+      });
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(new RegExp(`^✓ ${path.join(dir, 'remote.bpf.o')} \\(\\d+ bytes, compiled remotely in \\d+ ms, key [0-9a-f]{12}\\)`));
+    } finally {
+      srv.kill();
+    }
+  });
+
   test('tools lists the examples as npx commands', () => {
     expect(run(['tools']).stdout).toMatch(/^npx tslcc-softirqdelay +Trace softirqs/m);
   });

@@ -33,6 +33,10 @@ export function doctor(): Check[] {
   pt('fentry/fexit (prog type)', f.progTypes.tracing, false, 'the kernel refuses BPF trampolines (5.5+ with CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)');
   const clang = findClang();
   add('clang (local compile)', !!clang, false, clang ?? 'not found: apt-get install clang llvm libbpf-dev, or use a compile server');
+  const bwrap = ['/usr/bin/bwrap', '/bin/bwrap'].find((p) => fs.existsSync(p));
+  add('bubblewrap (tslcc serve)', !!bwrap, false, bwrap ?? 'not found: apt-get install bubblewrap (the compile server sandboxes clang with it)');
+  const server = process.env.TSLCC_SERVER ?? process.env.LBC_SERVER;
+  if (server) add('compile server', true, false, `${server} (from ${process.env.TSLCC_SERVER ? 'TSLCC_SERVER' : 'LBC_SERVER'})`);
   const helpers = fs.existsSync('/usr/include/bpf/bpf_helpers.h');
   add('libbpf headers', helpers, false, helpers ? '/usr/include/bpf' : 'missing: apt-get install libbpf-dev (needed for local compile)');
   return out;
