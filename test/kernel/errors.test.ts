@@ -136,33 +136,26 @@ describe.skipIf(!isRoot)('errors leave nothing behind', () => {
     expect(err.message).toBe('attach raw tracepoint "no_such_tp" (program "r"): this kernel has no tracepoint "no_such_tp"; raw tracepoints are named like their event without the category (ls /sys/kernel/tracing/events/*/)');
   });
 
-  test('fentry: runs where the kernel has BPF trampolines, else a clear UnsupportedError', async (ctx) => {
-    const src = 'SEC("fentry/do_nanosleep") int BPF_PROG(fe, void *t) { return 0; }';
-    const t = new LbcBase('fe', { source: src, compile: { cacheDir } });
-    const err = await t.start().then(() => undefined, (e: Error) => e);
-    if (!err) {
-      expect(t.linkCount).toBe(1);
-      t.close();
-      return;
-    }
-    expect(err).toBeInstanceOf(UnsupportedError);
-    expect(err.message).toMatch(/^load program "fe" \(SEC\("fentry\/do_nanosleep"\)\): kernel refused fentry programs \(.*\); BPF trampolines need CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS/);
-    ctx.skip('this kernel refuses fentry programs (EPERM at load): asserted the UnsupportedError; fentry attach could not be exercised');
-  });
-
-  test('LSM: runs where the kernel has BPF LSM, else a clear UnsupportedError', async (ctx) => {
-    const src = 'SEC("lsm/file_open") int BPF_PROG(lsm_open, struct file *file) { return 0; }';
-    const t = new LbcBase('lsmt', { source: src, compile: { cacheDir } });
-    const err = await t.start().then(() => undefined, (e: Error) => e);
-    if (!err) {
-      expect(t.linkCount).toBe(1);
-      t.close();
-      return;
-    }
-    expect(err).toBeInstanceOf(UnsupportedError);
-    expect((err as UnsupportedError).feature).toBe('CONFIG_BPF_LSM');
-    ctx.skip('this kernel refuses LSM programs (EPERM at load): asserted the UnsupportedError; LSM attach could not be exercised');
-  });
+  /** Programs on BPF trampolines: attached where the kernel allows them, else a clear UnsupportedError. */
+  const trampoline: Array<[string, string, string, string]> = [
+    ['fentry', 'SEC("fentry/do_nanosleep") int BPF_PROG(fe, void *t) { return 0; }', 'BPF trampoline (fentry/fexit)', 'fe'],
+    ['lsm', 'SEC("lsm/file_open") int BPF_PROG(lsm_open, struct file *file) { return 0; }', 'CONFIG_BPF_LSM', 'lsm_open'],
+  ];
+  for (const [kind, src, feature, prog] of trampoline) {
+    test(`${kind}: runs where the kernel allows it, else a clear UnsupportedError`, async (ctx) => {
+      const t = new LbcBase(`${kind}_t`, { source: src, compile: { cacheDir } });
+      const err = await t.start().then(() => undefined, (e: Error) => e);
+      if (!err) {
+        expect(t.linkCount).toBe(1);
+        t.close();
+        return;
+      }
+      expect(err).toBeInstanceOf(UnsupportedError);
+      expect((err as UnsupportedError).feature).toBe(feature);
+      expect(err.message).toMatch(new RegExp(`^load program "${prog}" \\(SEC\\("${kind}/[a-z_]+"\\)\\): kernel refused ${kind} programs \\(.*\\); BPF trampolines need CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS`));
+      ctx.skip(`this kernel refuses ${kind} programs (EPERM at load): asserted the UnsupportedError; the ${kind} attach itself could not be exercised`);
+    });
+  }
 
   test('tracefs not mounted: the SDK mounts it (as root) and attaches', async (ctx) => {
     if (fs.existsSync('/sys/kernel/debug/tracing/events')) {

@@ -41,6 +41,21 @@ async function post(url: string, body: unknown, headers: Record<string, string> 
   return { status: r.status, json, headers: r.headers, text };
 }
 
+type Ev = { pid: number; marker: number };
+
+/** Start `t`, make one getppid() from a child, expect exactly that event (pid, marker). */
+async function expectOneEvent(t: LbcBase<{ events: EventMap<Ev> }>, marker: number): Promise<void> {
+  try {
+    const got: Ev[] = [];
+    t.maps.events.on((e) => got.push(e));
+    const pid = runProbe('getppid', '1');
+    await until(() => got.length > 0);
+    expect(got).toEqual([{ pid, marker }]);
+  } finally {
+    t.close();
+  }
+}
+
 const metric = async (url: string, name: string) => {
   const text = await (await fetch(`${url}/metrics`)).text();
   return text.split('\n').filter((l) => l.startsWith(name)).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
@@ -68,20 +83,12 @@ describe.skipIf(!hasBwrap)('compile server', () => {
 
   test.skipIf(!isRoot)('the remotely compiled object loads and delivers an event', async () => {
     probeBinary();
-    const t = await new LbcBase<{ events: EventMap<{ pid: number; marker: number }> }>('remote_ev', {
+    const t = await new LbcBase<{ events: EventMap<Ev> }>('remote_ev', {
       source: GOOD, env: '-DMARKER=42', globals: { parent_tgid: process.pid },
       compile: { mode: 'remote', server: s.url, cacheDir: tempDir('client2') },
     }).start();
-    try {
-      expect(t.compiled!.from).toBe('remote');
-      const got: Array<{ pid: number; marker: number }> = [];
-      t.maps.events.on((e) => got.push(e));
-      const pid = runProbe('getppid', '1');
-      await until(() => got.length > 0);
-      expect(got).toEqual([{ pid, marker: 42 }]);
-    } finally {
-      t.close();
-    }
+    expect(t.compiled!.from).toBe('remote');
+    await expectOneEvent(t, 42);
   });
 
   test('compile errors come back at the user\'s lines', async () => {
@@ -273,18 +280,9 @@ describe.skipIf(!hasBwrap)('compile server limits and options', () => {
       const r = await compile(GOOD, { name: 'dl', mode: 'remote', server: s.url, cacheDir, btfPath: file, flags: ['-DMARKER=5'] });
       expect(r.from).toBe('remote');
       if (!isRoot) ctx.skip('not root: downloaded BTF asserted; loading a program against it needs root');
-      const t = await new LbcBase<{ events: EventMap<{ pid: number; marker: number }> }>('dl', {
+      await expectOneEvent(await new LbcBase<{ events: EventMap<Ev> }>('dl', {
         object: r.elf, btfCustomPath: file, globals: { parent_tgid: process.pid },
-      }).start();
-      try {
-        const got: Array<{ pid: number; marker: number }> = [];
-        t.maps.events.on((e) => got.push(e));
-        const pid = runProbe('getppid', '1');
-        await until(() => got.length > 0);
-        expect(got).toEqual([{ pid, marker: 5 }]);
-      } finally {
-        t.close();
-      }
+      }).start(), 5);
     } finally {
       await s.close();
     }
@@ -303,19 +301,11 @@ describe.skipIf(!hasBwrap)('compile server limits and options', () => {
       expect(none.message).toBe('start "nobtf": this kernel has no BTF (/nonexistent/vmlinux; CONFIG_DEBUG_INFO_BTF is off); set TSLCC_SERVER to fetch it from a compile server, or pass btfCustomPath (a BTFHub file)');
       if (!isRoot) ctx.skip('not root: the missing-BTF error asserted; downloading BTF and loading with it needs root');
       const cacheDir = tempDir('nobtf');
-      const t = await new LbcBase<{ events: EventMap<{ pid: number; marker: number }> }>('nobtf', {
+      const t = await new LbcBase<{ events: EventMap<Ev> }>('nobtf', {
         source: GOOD, env: '-DMARKER=9', globals: { parent_tgid: process.pid }, compile: { server: s.url, cacheDir },
       }).start();
-      try {
-        expect(fs.existsSync(path.join(cacheDir, 'btf', UNAME_ARCH, `${os.release()}.btf`))).toBe(true);
-        const got: Array<{ pid: number; marker: number }> = [];
-        t.maps.events.on((e) => got.push(e));
-        const pid = runProbe('getppid', '1');
-        await until(() => got.length > 0);
-        expect(got).toEqual([{ pid, marker: 9 }]);
-      } finally {
-        t.close();
-      }
+      expect(fs.existsSync(path.join(cacheDir, 'btf', UNAME_ARCH, `${os.release()}.btf`))).toBe(true);
+      await expectOneEvent(t, 9);
     } finally {
       if (saved === undefined) delete process.env.TSLCC_KERNEL_BTF; else process.env.TSLCC_KERNEL_BTF = saved;
       await s.close();

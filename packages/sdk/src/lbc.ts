@@ -17,7 +17,7 @@ import {
 import { EventMap, HistMap, KeyValueMap, LbcMap, type MapContext, MapType, StackMap } from './maps.js';
 import { kernelSymbols } from './kallsyms.js';
 import { native } from './native.js';
-import { checkBpfPermission, checkKprobes, checkTracepoint, ensureTracefs, kernelFunctionExists } from './system.js';
+import { checkBpfPermission, checkKprobes, checkTracepoint, kernelFunctionExists } from './system.js';
 
 export interface LbcOptions {
   /** The BPF C source (pylcc: bpf_str). */
@@ -652,4 +652,3 @@ export function onlineCpus(text?: string): number[] {
   return out;
 }
 
-export { ensureTracefs };
