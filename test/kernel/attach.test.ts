@@ -1,6 +1,8 @@
 // Explicit attach calls on what this kernel has: uprobe/uretprobe, perf_event sampling on
 // every CPU, XDP on lo. Exact counts where the workload is exact.
 import * as dgram from 'node:dgram';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LbcBase, onlineCpus } from '@tslcc/sdk';
 import { isRoot, probeBinary, ROOT_SKIP, runProbe, tempDir, until } from '../helpers';
@@ -37,6 +39,57 @@ describe.skipIf(!isRoot)('explicit attach', () => {
       expect(() => t.attachUprobe('on_marker', '/nonexistent/bin', 'main')).toThrow('attach uprobe "/nonexistent/bin:main" (program "on_marker"): no such file "/nonexistent/bin"');
     } finally {
       t.close();
+    }
+  });
+
+  test('traceUprobes("bin:func"): the binary found by name among the files the process maps', async () => {
+    const src = `
+      u64 calls = 0, arg_sum = 0;
+      SEC("uprobe") int BPF_KPROBE(on_marker, long v) { __sync_fetch_and_add(&calls, 1); __sync_fetch_and_add(&arg_sum, v); return 0; }`;
+    const t = await new LbcBase('trace_up', { source: src, attach: false, compile: { cacheDir } }).start();
+    try {
+      const bin = probeBinary();
+      const { spawn } = await import('node:child_process');
+      const child = spawn(bin, ['wait', 'marker', '10'], { stdio: ['pipe', 'ignore', 'inherit'] });
+      await until(() => { try { return fs.readlinkSync(`/proc/${child.pid}/exe`) === bin; } catch { return false; } });
+      t.traceUprobes('on_marker', child.pid!, 'tslcc-probe:probe_marker'); // no slash: resolved through /proc/PID/maps
+      child.stdin!.end('go\n');
+      await new Promise((r) => child.on('exit', r));
+      expect([t.readGlobal('calls'), t.readGlobal('arg_sum')]).toEqual([10n, 45n]);
+      expect(() => t.traceUprobes('on_marker', -1, 'no-colon')).toThrow('trace uprobe "no-colon": expected "binary:function" or "binary:function+offset"');
+    } finally {
+      t.close();
+    }
+  });
+
+  test('attachPerfEvents: one perf event per thread of a process; attachJavaSym: a breakpoint on a JIT function', async () => {
+    const script = path.join(tempDir('jsym'), 'hot.js');
+    fs.writeFileSync(script, 'function hotLoopJava(n) { let s = 0; for (let i = 0; i < n; i++) s += i % 7; return s; }\nconst end = Date.now() + 8000; let t = 0;\nwhile (Date.now() < end) t += hotLoopJava(1e4);\n');
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['--perf-basic-prof', script], { stdio: 'ignore' });
+    const src = `
+      const volatile u32 target = 0;
+      u64 samples = 0, breaks = 0;
+      SEC("perf_event") int on_sample(struct bpf_perf_event_data *ctx) {
+        if ((bpf_get_current_pid_tgid() >> 32) == target) __sync_fetch_and_add(&samples, 1);
+        return 0;
+      }
+      SEC("perf_event") int on_break(struct bpf_perf_event_data *ctx) { __sync_fetch_and_add(&breaks, 1); return 0; }`;
+    const t = await new LbcBase('jsym', { source: src, globals: { target: child.pid }, compile: { cacheDir } }).start();
+    try {
+      const perfMap = `/tmp/perf-${child.pid}.map`;
+      await until(() => fs.existsSync(perfMap) && /\*hotLoopJava/.test(fs.readFileSync(perfMap, 'utf8')), 5000);
+      await new Promise((r) => setTimeout(r, 500)); // let V8 settle on its optimized code
+      const threads = fs.readdirSync(`/proc/${child.pid}/task`).length;
+      expect(t.attachPerfEvents('on_sample', { type: 1, config: 0, sampleFreq: 999 }, child.pid!)).toHaveLength(threads);
+      t.attachJavaSym('on_break', child.pid!, 'hotLoopJava');
+      await until(() => (t.readGlobal('breaks') as bigint) > 100n && (t.readGlobal('samples') as bigint) > 10n, 4000);
+      expect(t.readGlobal('breaks')).toBeGreaterThan(100n); // every call of the JIT code hits the breakpoint
+      expect(t.readGlobal('samples')).toBeGreaterThan(10n);
+      expect(() => t.attachJavaSym('on_break', child.pid!, 'noSuchFunctionXyz')).toThrow(`attach breakpoint on JIT symbol "noSuchFunctionXyz" of ${child.pid} (program "on_break"): not in /proc/${child.pid}/root/tmp/perf-${child.pid}.map; the function may not be compiled yet`);
+    } finally {
+      t.close();
+      child.kill();
     }
   });
 

@@ -105,6 +105,16 @@ describe.skipIf(!isRoot)('events from the kernel', () => {
     expect(raw.every((a) => a >= 0xffff000000000000n)).toBe(true);
   });
 
+  test('pylcc getMap(name, data) decodes a raw record; get() with no key lists every entry', async () => {
+    const [e] = perf.find(([x]) => x.filename === file)!;
+    const raw = Buffer.alloc(tool.maps.perf_events.eventSize);
+    raw.writeUInt32LE(e.pid, 0);
+    raw.writeUInt32LE(e.ppid, 4);
+    raw.write('tslcc-probe', 20);
+    expect(tool.getMap('perf_events', raw)).toMatchObject({ pid: e.pid, ppid: e.ppid, comm: 'tslcc-probe', filename: '' });
+    expect(() => tool.getMap('stacks', raw)).toThrow('decode a record of "stacks": no event map of that name in "opensnoop_test"');
+  });
+
   test('for await delivers decoded events too', async () => {
     const it = tool.maps.ring_events[Symbol.asyncIterator]();
     const second = `${file}-iter`;

@@ -187,6 +187,12 @@ export interface PerfEventAttr {
   excludeKernel?: boolean;
   excludeUser?: boolean;
   disabled?: boolean;
+  /** PERF_TYPE_BREAKPOINT: HW_BREAKPOINT_R (1), W (2), X (4). */
+  bpType?: number;
+  /** PERF_TYPE_BREAKPOINT: the address. */
+  bpAddr?: number | bigint;
+  /** PERF_TYPE_BREAKPOINT: length in bytes (8 for execute breakpoints on 64-bit). */
+  bpLen?: number;
 }
 export declare function perfEventOpen(attr: PerfEventAttr, pid: number, cpu: number, groupFd?: number, flags?: number): number;
 export declare function closeFd(fd: number): void;

@@ -46,6 +46,11 @@ static Napi::Value PerfEventOpen(const Napi::CallbackInfo &info) {
   attr.exclude_kernel = U64(a, "excludeKernel") ? 1 : 0;
   attr.exclude_user = U64(a, "excludeUser") ? 1 : 0;
   attr.disabled = U64(a, "disabled") ? 1 : 0;
+  if (attr.type == PERF_TYPE_BREAKPOINT) {
+    attr.bp_type = (uint32_t)U64(a, "bpType");
+    attr.bp_addr = U64(a, "bpAddr");
+    attr.bp_len = U64(a, "bpLen", 8);
+  }
   int pid = info[1].As<Napi::Number>().Int32Value();
   int cpu = info[2].As<Napi::Number>().Int32Value();
   int group = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : -1;

@@ -521,6 +521,71 @@ export class LbcBase<M extends object = AnyMaps> {
     return onlineCpus().map((cpu) => this.attachPerfEvent(prog, attr, { pid: opts.pid ?? -1, cpu }));
   }
 
+  /**
+   * attachPerfEvent on every thread of process `pid` (pylcc: attachPerfEvents): one event per
+   * thread that exists now, each following its thread on any CPU.
+   */
+  attachPerfEvents(prog: string, attr: PerfEventAttr, pid: number): Link[] {
+    let tids: number[];
+    try {
+      tids = fs.readdirSync(`/proc/${pid}/task`).map(Number);
+    } catch {
+      throw new NotFoundError(`attach perf events to the threads of ${pid} (program "${prog}"): no such process`);
+    }
+    return tids.map((tid) => this.attachPerfEvent(prog, attr, { pid: tid, cpu: -1 }));
+  }
+
+  /**
+   * pylcc's traceUprobes(func, pid, "bin:func"): a uprobe from a "binary:function[+offset]"
+   * spec. A binary without a slash is looked up among the files process `pid` maps (e.g.
+   * "libc.so.6"), then in PATH.
+   */
+  traceUprobes(prog: string, pid: number, spec: string, opts: { retprobe?: boolean } = {}): Link {
+    const m = /^(.+?):([^:+]+)(?:\+(0x[0-9a-f]+|\d+))?$/i.exec(spec);
+    if (!m) throw new LbcError('LBC_INVALID_ARGUMENT', `trace uprobe "${spec}": expected "binary:function" or "binary:function+offset"`);
+    const [, bin, func, off] = m;
+    let binary = bin!;
+    if (!binary.includes('/')) {
+      const mapped = pid > 0 ? readMappedFiles(pid).find((f) => path.basename(f) === binary || path.basename(f).startsWith(`${binary}.`)) : undefined;
+      const inPath = (process.env.PATH ?? '').split(':').map((d) => path.join(d, binary)).find((f) => fs.existsSync(f));
+      binary = mapped ? `/proc/${pid}/root${mapped}` : inPath ?? binary;
+    }
+    return this.attachUprobe(prog, binary, func!, { pid: pid > 0 ? pid : -1, retprobe: opts.retprobe, offset: off ? Number(off) : undefined });
+  }
+
+  /**
+   * pylcc's attachJavaSym: break on a JIT-compiled function (a JVM, Node.js with
+   * --perf-basic-prof) found by name in /tmp/perf-PID.map: an execute hardware breakpoint at
+   * its address, delivered to a SEC("perf_event") program. JIT code moves when it is
+   * recompiled: this follows the address the map holds now (its latest entry).
+   */
+  attachJavaSym(prog: string, pid: number, symbol: string): Link {
+    const file = [`/proc/${pid}/root/tmp/perf-${pid}.map`, `/tmp/perf-${pid}.map`].find((f) => fs.existsSync(f));
+    const what = `attach breakpoint on JIT symbol "${symbol}" of ${pid} (program "${prog}")`;
+    if (!file) throw new NotFoundError(`${what}: no /tmp/perf-${pid}.map; start the process with its perf map on (node --perf-basic-prof, java -XX:+PreserveFramePointer with perf-map-agent)`);
+    let exact: bigint | undefined;
+    let partial: bigint | undefined;
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      const s1 = line.indexOf(' ');
+      const s2 = line.indexOf(' ', s1 + 1);
+      if (s2 < 0) continue;
+      const name = line.slice(s2 + 1);
+      const addr = BigInt(`0x${line.slice(0, s1)}`);
+      if (name === symbol) exact = addr;
+      else if (name.split(/[ :*]+/).includes(symbol)) partial = addr;
+    }
+    const addr = exact ?? partial;
+    if (addr === undefined) throw new NotFoundError(`${what}: not in ${file}; the function may not be compiled yet`);
+    return this.attachPerfEvent(prog, { type: 5 /* PERF_TYPE_BREAKPOINT */, config: 0, bpType: 4 /* HW_BREAKPOINT_X */, bpAddr: addr, bpLen: 8, samplePeriod: 1 }, { pid, cpu: -1 });
+  }
+
+  /** pylcc's getMap(name, data): decode a raw record of event map `name`. */
+  getMap(name: string, data: Buffer): unknown {
+    const m = (this.maps as Record<string, LbcMap>)[name];
+    if (!(m instanceof EventMap)) throw new NotFoundError(`decode a record of "${name}": no event map of that name in "${this.name}"`);
+    return m.decode(data);
+  }
+
   /** Attach an XDP program to an interface (index or name). */
   attachXdp(prog: string, iface: number | string): Link {
     this.prog(prog);
@@ -638,6 +703,15 @@ function readTrim(file: string, err: string): string {
     return fs.readFileSync(file, 'utf8').trim();
   } catch {
     throw new NotFoundError(err);
+  }
+}
+
+/** Files mapped by process `pid` (from /proc/PID/maps). */
+function readMappedFiles(pid: number): string[] {
+  try {
+    return [...new Set(fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').map((l) => l.split(/\s+/)[5] ?? '').filter((p) => p.startsWith('/')))];
+  } catch {
+    return [];
   }
 }
 

@@ -105,8 +105,12 @@ export class KeyValueMap<K = unknown, V = unknown> extends LbcMap {
     return out as V;
   }
 
-  /** The value at key, or undefined. Per-CPU maps: an array with one value per CPU. */
-  get(key: K): V | undefined {
+  /** The value at key, or undefined. Per-CPU maps: an array with one value per CPU. Without a key, every entry (pylcc's get()). */
+  get(): Array<[K, V]>;
+  get(key: K): V | undefined;
+  get(...args: [K?]): V | undefined | Array<[K, V]> {
+    if (args.length === 0) return this.entries();
+    const key = args[0] as K;
     this.ctx.assertOpen(`lookup map "${this.name}"`);
     try {
       return native().mapLookup(this.fd, this.encodeKey(key), this.valBuf) ? this.decodeValue() : undefined;
@@ -433,6 +437,17 @@ export class EventMap<T = unknown> extends LbcMap {
   openPerfBuffer(cb: (cpu: number, event: T) => void, lost?: (count: number) => void, opts?: EventMapOptions): this {
     if (lost) this.onLost((n) => lost(n));
     return this.on((e, i) => cb(i.cpu, e), opts);
+  }
+
+  /** Decode one raw record (a Buffer holding the event) with this map's event type. */
+  decode(data: Buffer): T {
+    if (!this.typeId) return data.toString('hex') as unknown as T;
+    let buf = data;
+    if (data.length < this.eventSize) {
+      buf = Buffer.alloc(this.eventSize);
+      data.copy(buf);
+    }
+    return this.decoder(buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength), 0);
   }
 
   /** Consume and deliver everything pending now (synchronously). */
