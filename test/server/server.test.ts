@@ -67,8 +67,8 @@ describe.skipIf(!hasBwrap)('compile server', () => {
   afterAll(async () => { await s?.close(); });
 
   test('healthz names the compiler and the sandbox', async () => {
-    const h = await (await fetch(`${s.url}/healthz`)).json() as { clang: string };
-    expect(h).toMatchObject({ status: 'ok', sandbox: 'bwrap' });
+    const h = await (await fetch(`${s.url}/healthz`)).json() as { clang: string; limits: Record<string, number> };
+    expect(h).toMatchObject({ status: 'ok', sandbox: 'bwrap', limits: { memoryBytes: 2147483648, timeoutMs: 60000, maxOutputBytes: 16777216, maxSourceBytes: 1048576 } });
     expect(h.clang).toMatch(/clang version/);
   });
 

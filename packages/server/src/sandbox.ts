@@ -18,12 +18,14 @@ export interface SandboxLimits {
 }
 
 export interface SandboxPaths {
-  /** Host directory mounted read-write at /work (the source in, the object out). */
+  /** Host directory mounted read-write at /lbc/work (the source in, the object out). */
   scratch: string;
   /** Host directory of lbc.h, mounted at /lbc/include. */
-  includeDir: string;
+  includeDir?: string;
   /** Host directory of vmlinux.h, mounted at /lbc/vmlinux. */
-  vmlinuxDir: string;
+  vmlinuxDir?: string;
+  /** More read-only mounts: [host path, path inside]. */
+  binds?: Array<[string, string]>;
   /** Host directory of a precompiled lbc.h, mounted read-only at /lbc/pch. */
   pchDir?: string;
 }
@@ -46,7 +48,7 @@ export function which(cmd: string): string | undefined {
 }
 
 /** Where the sandbox mounts things; the compiler sees only these paths. */
-export const INSIDE = { work: '/work', include: '/lbc/include', vmlinux: '/lbc/vmlinux', pch: '/lbc/pch' } as const;
+export const INSIDE = { work: '/lbc/work', include: '/lbc/include', vmlinux: '/lbc/vmlinux', pch: '/lbc/pch' } as const;
 
 export class Sandbox {
   private readonly bwrap?: string;
@@ -66,6 +68,10 @@ export class Sandbox {
 
   /** Run `exe` (a real path inside /usr/lib, e.g. clang's) with args that use INSIDE paths. */
   run(exe: string, args: string[], paths: SandboxPaths, limits: SandboxLimits): Promise<RunResult> {
+    for (const [k, v] of Object.entries(limits)) {
+      // A negative or fractional limit would reach prlimit as "no limit": refuse it here.
+      if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`sandbox: limit ${k} must be a positive integer, got ${v}`);
+    }
     const rl = [
       `--as=${limits.memoryBytes}`, `--fsize=${limits.maxOutputBytes}`,
       `--cpu=${Math.ceil(limits.timeoutMs / 1000) + 1}`, '--nofile=256', '--core=0',
@@ -79,9 +85,10 @@ export class Sandbox {
         '--symlink', 'usr/lib', '/lib',
         ...(fs.existsSync('/usr/lib64') ? ['--symlink', 'usr/lib64', '/lib64'] : []),
         '--ro-bind', '/usr/include/bpf', '/usr/include/bpf',
-        '--ro-bind', paths.includeDir, INSIDE.include,
-        '--ro-bind', paths.vmlinuxDir, INSIDE.vmlinux,
+        ...(paths.includeDir ? ['--ro-bind', paths.includeDir, INSIDE.include] : []),
+        ...(paths.vmlinuxDir ? ['--ro-bind', paths.vmlinuxDir, INSIDE.vmlinux] : []),
         ...(paths.pchDir ? ['--ro-bind', paths.pchDir, INSIDE.pch] : []),
+        ...(paths.binds ?? []).flatMap(([host, inside]) => ['--ro-bind', host, inside]),
         '--bind', paths.scratch, INSIDE.work,
         '--chdir', INSIDE.work,
         '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',

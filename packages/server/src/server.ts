@@ -9,10 +9,10 @@
  *
  * Every rejection is a JSON error with a stable code; nothing a client sends can crash it.
  */
-import { spawn } from 'node:child_process';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +59,7 @@ export interface ServerOptions {
 /** uname -m names accepted in requests, and the kernel's names for them. */
 const ARCHES: Record<string, string> = { x86_64: 'x86', aarch64: 'arm64', arm64: 'arm64', s390x: 's390', ppc64le: 'powerpc', riscv64: 'riscv', loongarch64: 'loongarch' };
 const NAME = /^[A-Za-z_][\w.-]{0,63}$/;
+const GiB = 1024 ** 3;
 const HEX64 = /^[0-9a-f]{64}$/;
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -113,7 +114,7 @@ export class CompileServer {
       maxSourceBytes: opts.maxSourceBytes ?? 1 << 20,
       maxBtfBytes: opts.maxBtfBytes ?? 64 << 20,
       compileTimeoutMs: opts.compileTimeoutMs ?? 60_000,
-      memoryBytes: opts.memoryBytes ?? 2 << 30,
+      memoryBytes: opts.memoryBytes ?? 2 * GiB, // not 2 << 30: JS shifts are 32-bit (that is -2^31)
       maxObjectBytes: opts.maxObjectBytes ?? 16 << 20,
       hostBtf: opts.hostBtf ?? true,
       sandbox: opts.sandbox ?? 'bwrap',
@@ -135,6 +136,7 @@ export class CompileServer {
   /** Listen; resolves with the bound address. */
   async listen(): Promise<{ host: string; port: number; url: string }> {
     fs.mkdirSync(path.join(this.options.dataDir, 'pch'), { recursive: true });
+    fs.mkdirSync(path.join(this.options.dataDir, 'vmlinux'), { recursive: true });
     this.clangId = await clangIdentity(this.clang, this.options.dataDir);
     if (this.options.hostBtf && fs.existsSync('/sys/kernel/btf/vmlinux')) {
       this.hostHash = sha256(fs.readFileSync('/sys/kernel/btf/vmlinux'));
@@ -171,7 +173,10 @@ export class CompileServer {
       const m = (re: RegExp) => re.exec(url.pathname);
       if (req.method === 'GET' && url.pathname === '/healthz') {
         route = 'healthz';
-        return this.send(req, res, 200, { status: 'ok', clang: this.clangId, sandbox: this.sandbox.kind, arches: Object.keys(ARCHES) });
+        return this.send(req, res, 200, {
+          status: 'ok', clang: this.clangId, sandbox: this.sandbox.kind, arches: Object.keys(ARCHES),
+          limits: { ...this.limits(), maxSourceBytes: this.options.maxSourceBytes, concurrency: this.options.concurrency, queue: this.options.queue },
+        });
       }
       this.authorize(req);
       let p: RegExpExecArray | null;
@@ -428,8 +433,9 @@ export class CompileServer {
   }
 
   /**
-   * vmlinux.h for a kernel BTF, generated once. The BTF may come from a client, so it is
-   * parsed in a child process: a malformed file can fail that child, never this server.
+   * vmlinux.h for a kernel BTF, generated once. The BTF may come from a client, so libbpf
+   * parses it in a child process inside the same sandbox and limits as the compiler: a
+   * malformed or hostile file can fail that child, never this server or its files.
    */
   private header(hash: string): Promise<string> {
     let p = this.headers.get(hash);
@@ -447,21 +453,27 @@ export class CompileServer {
     if (fs.existsSync(file)) return dir;
     const btf = this.btfs.get(hash);
     if (!btf) throw new HttpError(409, 'BTF_REQUIRED', `no BTF ${hash}`);
-    fs.mkdirSync(dir, { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [path.join(HERE, 'btf2c.js'), btf, tmp], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 120_000, killSignal: 'SIGKILL' });
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d.slice(0, 4096); });
-      child.on('error', (e) => resolve({ code: null, stderr: e.message }));
-      child.on('close', (code) => resolve({ code, stderr }));
-    });
-    if (r.code !== 0) {
-      fs.rmSync(tmp, { force: true });
-      throw new HttpError(400, 'BAD_BTF', `the kernel BTF ${hash.slice(0, 16)}... cannot be turned into headers: ${r.stderr.trim().split('\n').pop() ?? 'failed'}`);
+    const scratch = fs.mkdtempSync(path.join(this.options.dataDir, 'vmlinux', 'tmp-'));
+    try {
+      const node = fs.realpathSync(process.execPath);
+      const nativeDir = path.dirname(path.dirname(createRequire(import.meta.url).resolve('@tslcc/native')));
+      const sandboxed = this.sandbox.kind === 'bwrap';
+      const r = await this.sandbox.run(node, [
+        path.join(HERE, 'btf2c.js'), path.join(nativeDir, 'lib', 'index.js'),
+        sandboxed ? '/lbc/btf' : btf, path.join(sandboxed ? INSIDE.work : scratch, 'vmlinux.h'),
+      ], {
+        scratch,
+        binds: [[node, node], [HERE, HERE], [nativeDir, nativeDir], [fs.realpathSync(btf), '/lbc/btf']],
+      }, { timeoutMs: 120_000, memoryBytes: Math.max(this.options.memoryBytes, 2 * GiB), maxOutputBytes: 256 << 20 });
+      if (r.code !== 0 || !fs.existsSync(path.join(scratch, 'vmlinux.h'))) {
+        throw new HttpError(400, 'BAD_BTF', `the kernel BTF ${hash.slice(0, 16)}... cannot be turned into headers: ${r.stderr.trim().split('\n').pop() ?? 'failed'}`);
+      }
+      fs.mkdirSync(dir, { recursive: true });
+      fs.renameSync(path.join(scratch, 'vmlinux.h'), file);
+      return dir;
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
     }
-    fs.renameSync(tmp, file);
-    return dir;
   }
 
   // ------------------------------------------------------------------ BTF
