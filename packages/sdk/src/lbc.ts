@@ -500,7 +500,9 @@ export class LbcBase<M extends object = AnyMaps> {
     const pid = opts.pid ?? -1;
     const cpu = opts.cpu ?? 0;
     const what = `attach perf event type ${attr.type} config ${attr.config} on cpu ${cpu} pid ${pid} (program "${prog}")`;
-    return this.keep(`perf:${prog}:${attr.type}:${attr.config}:${pid}:${cpu}`, prog, () => {
+    // The whole attr is the target: two breakpoints differ only in bpAddr, two samplers in frequency.
+    const attrKey = JSON.stringify(attr, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+    return this.keep(`perf:${prog}:${attrKey}:${pid}:${cpu}`, prog, () => {
       let fd: number;
       try {
         fd = native().perfEventOpen(attr, pid, cpu, -1, 0);
@@ -555,28 +557,31 @@ export class LbcBase<M extends object = AnyMaps> {
 
   /**
    * pylcc's attachJavaSym: break on a JIT-compiled function (a JVM, Node.js with
-   * --perf-basic-prof) found by name in /tmp/perf-PID.map: an execute hardware breakpoint at
-   * its address, delivered to a SEC("perf_event") program. JIT code moves when it is
-   * recompiled: this follows the address the map holds now (its latest entry).
+   * --perf-basic-prof) found by name in /tmp/perf-PID.map: an execute hardware breakpoint,
+   * delivered to a SEC("perf_event") program. A JIT keeps several code objects for one
+   * function (tiers, on-stack-replacement entries), so every address the map names for it
+   * gets one, the most recent first, up to the 4 breakpoint registers of x86 and arm64.
+   * A function the JIT inlined into its callers runs inside their code, so its own address
+   * never executes: for Node.js, --no-turbo-inlining keeps functions out of line.
    */
-  attachJavaSym(prog: string, pid: number, symbol: string): Link {
+  attachJavaSym(prog: string, pid: number, symbol: string): Link[] {
     const file = [`/proc/${pid}/root/tmp/perf-${pid}.map`, `/tmp/perf-${pid}.map`].find((f) => fs.existsSync(f));
     const what = `attach breakpoint on JIT symbol "${symbol}" of ${pid} (program "${prog}")`;
     if (!file) throw new NotFoundError(`${what}: no /tmp/perf-${pid}.map; start the process with its perf map on (node --perf-basic-prof, java -XX:+PreserveFramePointer with perf-map-agent)`);
-    let exact: bigint | undefined;
-    let partial: bigint | undefined;
+    const exact: bigint[] = [];
+    const named: bigint[] = [];
     for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
       const s1 = line.indexOf(' ');
       const s2 = line.indexOf(' ', s1 + 1);
       if (s2 < 0) continue;
       const name = line.slice(s2 + 1);
       const addr = BigInt(`0x${line.slice(0, s1)}`);
-      if (name === symbol) exact = addr;
-      else if (name.split(/[ :*]+/).includes(symbol)) partial = addr;
+      if (name === symbol) exact.push(addr);
+      else if (name.split(/[ :*~^+]+/).includes(symbol)) named.push(addr);
     }
-    const addr = exact ?? partial;
-    if (addr === undefined) throw new NotFoundError(`${what}: not in ${file}; the function may not be compiled yet`);
-    return this.attachPerfEvent(prog, { type: 5 /* PERF_TYPE_BREAKPOINT */, config: 0, bpType: 4 /* HW_BREAKPOINT_X */, bpAddr: addr, bpLen: 8, samplePeriod: 1 }, { pid, cpu: -1 });
+    const addrs = [...new Set((exact.length ? exact : named).reverse())].slice(0, 4);
+    if (!addrs.length) throw new NotFoundError(`${what}: not in ${file}; the function may not be compiled yet`);
+    return addrs.map((addr) => this.attachPerfEvent(prog, { type: 5 /* PERF_TYPE_BREAKPOINT */, config: 0, bpType: 4 /* HW_BREAKPOINT_X */, bpAddr: addr, bpLen: 8, samplePeriod: 1 }, { pid, cpu: -1 }));
   }
 
   /** pylcc's getMap(name, data): decode a raw record of event map `name`. */

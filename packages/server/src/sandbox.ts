@@ -79,7 +79,10 @@ export class Sandbox {
     let cmd: string;
     let argv: string[];
     if (this.kind === 'bwrap') {
+      // bwrap applies these in order: the fresh /tmp, /proc and /dev first, so that a bind
+      // whose path lies under /tmp (a checkout in /tmp, say) is not hidden by them.
       const binds = [
+        '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
         '--ro-bind', '/usr/lib', '/usr/lib',
         '--ro-bind-try', '/usr/lib64', '/usr/lib64',
         '--symlink', 'usr/lib', '/lib',
@@ -91,7 +94,6 @@ export class Sandbox {
         ...(paths.binds ?? []).flatMap(([host, inside]) => ['--ro-bind', host, inside]),
         '--bind', paths.scratch, INSIDE.work,
         '--chdir', INSIDE.work,
-        '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
         '--unshare-all', '--die-with-parent', '--new-session', '--cap-drop', 'ALL',
         '--clearenv', '--setenv', 'PATH', '/usr/bin', '--setenv', 'HOME', INSIDE.work,
       ];
