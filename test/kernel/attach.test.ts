@@ -118,6 +118,36 @@ describe.skipIf(!isRoot)('explicit attach', () => {
     }
   });
 
+  test('attachCgroup: a cgroup/sock_create program sees exactly the sockets of its cgroup', async (ctx) => {
+    const root = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((p) => fs.existsSync(`${p}/cgroup.procs`) && fs.readFileSync('/proc/mounts', 'utf8').includes(` ${p} cgroup2 `));
+    if (!root) ctx.skip('no cgroup v2 hierarchy is mounted: cgroup attach could not be exercised');
+    const cg = path.join(root!, `tslcc-test-${process.pid}`);
+    fs.mkdirSync(cg);
+    const src = `
+      u64 udp = 0, other = 0;
+      SEC("cgroup/sock_create") int on_sock(struct bpf_sock *sk) {
+        if (sk->type == 2 /* SOCK_DGRAM */ && sk->protocol == 17 /* IPPROTO_UDP */) __sync_fetch_and_add(&udp, 1);
+        else __sync_fetch_and_add(&other, 1);
+        return 1; /* allow */
+      }`;
+    const t = await new LbcBase('cgroup_test', { source: src, compile: { cacheDir } }).start();
+    try {
+      expect(t.linkCount).toBe(0); // SEC("cgroup/...") names no cgroup: attached explicitly
+      t.attachCgroup('on_sock', cg);
+      const { spawn } = await import('node:child_process');
+      const child = spawn(probeBinary(), ['wait', 'udp', '3'], { stdio: ['pipe', 'ignore', 'inherit'] });
+      await until(() => { try { return fs.readlinkSync(`/proc/${child.pid}/exe`) === probeBinary(); } catch { return false; } });
+      fs.writeFileSync(path.join(cg, 'cgroup.procs'), String(child.pid));
+      child.stdin!.end('go\n');
+      await new Promise((r) => child.on('exit', r));
+      expect([t.readGlobal('udp'), t.readGlobal('other')]).toEqual([3n, 0n]);
+      expect(() => t.attachCgroup('on_sock', '/sys/fs/cgroup/no-such-cgroup')).toThrow(/^attach cgroup "\/sys\/fs\/cgroup\/no-such-cgroup" \(program "on_sock"\): ENOENT/);
+    } finally {
+      t.close();
+      fs.rmdirSync(cg);
+    }
+  });
+
   describe('XDP on lo', () => {
     const src = `
       const volatile u16 port = 0;
