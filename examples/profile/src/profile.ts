@@ -93,7 +93,7 @@ async function main(): Promise<void> {
 
   await (o.duration ? new Promise((r) => setTimeout(r, o.duration! * 1000)) : tool.waitInterrupt());
   clearInterval(watch);
-  for (const link of tool.programs.map((p) => p.name)) tool.detach(link); // stop sampling, keep the maps
+  for (const p of tool.programs) tool.detach(p.name); // stop sampling, keep the maps
 
   const rows = tool.maps.counts.entries().map(([k, n]) => ({ k, n: Number(n) })).sort((a, b) => b.n - a.n);
   const stacks = tool.maps.stacks;

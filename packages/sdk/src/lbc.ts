@@ -102,7 +102,7 @@ interface GlobalSection {
   map: MapInfo;
   section: string;
   vars: Map<string, { name: string; type: number; offset: number; size: number }>;
-  /** libbpf's mapping of the loaded map, while open. */
+  /** Our shared mapping of the loaded map (see BpfObject.globalData), while open. */
   live?: { buf: Buffer; dv: DataView; mapped: boolean };
 }
 
