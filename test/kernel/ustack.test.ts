@@ -69,9 +69,11 @@ async function locate(file: string, sym: string): Promise<{ fileOffset: number; 
 const SRC = `
 struct ev { u32 pid; s32 stack; };
 LBC_RINGBUF(events, struct ev, 1 << 16);
-LBC_STACK(stacks, 1024);
+/* Every run of a PIE is laid out anew (ASLR), so every stack is new: a large map, and
+ * REUSE_STACKID so a hash collision replaces an old stack instead of failing with -EEXIST. */
+LBC_STACK(stacks, 16384);
 SEC("uprobe") int on_inner(struct pt_regs *ctx) {
-  struct ev e = { .pid = bpf_get_current_pid_tgid() >> 32, .stack = bpf_get_stackid(ctx, &stacks, USER_STACKID_FLAGS) };
+  struct ev e = { .pid = bpf_get_current_pid_tgid() >> 32, .stack = bpf_get_stackid(ctx, &stacks, USER_STACKID_FLAGS | BPF_F_REUSE_STACKID) };
   lbc_ringbuf_output(events, &e, sizeof(e));
   return 0;
 }`;
@@ -115,6 +117,7 @@ describe.skipIf(!isRoot)('user-space stacks', () => {
       child.stdin!.write('x');
       await until(() => events.some((e) => e.pid === child.pid));
       const ev = events.find((e) => e.pid === child.pid)!;
+      expect(ev.stack).toBeGreaterThanOrEqual(0);
       const frames = await tool.maps.stacks.getFrames(ev.stack, { pid: child.pid! });
       child.stdin!.end('x');
       await new Promise((r) => child.on('exit', r));
@@ -137,6 +140,7 @@ describe.skipIf(!isRoot)('user-space stacks', () => {
     await until(() => events.some((e) => e.pid === child.pid));
     expect(fs.existsSync(`/proc/${child.pid}`)).toBe(false);
     const ev = events.find((e) => e.pid === child.pid)!;
+    expect(ev.stack).toBeGreaterThanOrEqual(0);
     const frames = await sym.user(child.pid!, tool.maps.stacks.getArr(ev.stack));
     expect(names(frames)).toEqual(['inner', 'outer', 'main']);
   });
@@ -148,6 +152,7 @@ describe.skipIf(!isRoot)('user-space stacks', () => {
     await new Promise((r) => child.on('exit', r));
     await until(() => events.some((e) => e.pid === child.pid));
     const ev = events.find((e) => e.pid === child.pid)!;
+    expect(ev.stack).toBeGreaterThanOrEqual(0);
     const addrs = tool.maps.stacks.getArr(ev.stack);
     const frames = await new Symbolizer().user(child.pid!, addrs);
     expect(frames.map((f) => f.address)).toEqual(addrs);

@@ -96,6 +96,9 @@ async function main(): Promise<void> {
   for (const p of tool.programs) tool.detach(p.name); // stop sampling, keep the maps
 
   const rows = tool.maps.counts.entries().map(([k, n]) => ({ k, n: Number(n) })).sort((a, b) => b.n - a.n);
+  // -EEXIST (17): a hash collision in the stack map; -ENOMEM: the map was full. Say so, as BCC does.
+  const lost = rows.filter(({ k }) => k.kstack === -17 || k.ustack === -17 || k.kstack === -12 || k.ustack === -12).reduce((a, r) => a + r.n, 0);
+  if (lost) process.stderr.write(`profile: WARNING: ${lost} samples lost a stack to stack-map collisions or a full map\n`);
   const stacks = tool.maps.stacks;
   const frames = async (k: Key): Promise<{ user: Frame[]; kernel: Frame[] }> => ({
     kernel: k.kstack >= 0 ? stacks.getFrames(k.kstack) : [],
