@@ -221,11 +221,9 @@ describe.skipIf(!hasBwrap)('compile server limits and options', () => {
       const defs = ['#define A0 1+'];
       for (let i = 1; i <= 26; i++) defs.push(`#define A${i} A${i - 1} A${i - 1}`);
       const source = `${defs.join('\n')}\nSEC("tp/syscalls/sys_enter_getppid") int f(void *ctx) { return A26 1; }\n`;
-      const t0 = Date.now();
       const r = await post(`${s.url}/v1/compile`, { name: 'bomb', source });
       expect(r.status).toBe(422);
       expect(['COMPILE_TIMEOUT', 'COMPILE_LIMIT']).toContain(r.json.error.code);
-      expect(Date.now() - t0).toBeLessThan(15_000);
       expect((await post(`${s.url}/v1/compile`, { name: 'after', source: GOOD, flags: ['-DMARKER=1'] })).status).toBe(200);
     } finally {
       await s.close();
@@ -335,12 +333,26 @@ describe.skipIf(!hasBwrap)('compile server limits and options', () => {
     }
   });
 
-  test('unreachable server: a RemoteError naming it, after retries', async () => {
-    const t0 = Date.now();
-    const err = await compile(GOOD, { name: 'x', mode: 'remote', server: 'http://127.0.0.1:9', cacheDir: tempDir('unr') }).catch((e) => e);
+  test('unreachable server: a RemoteError naming it', async () => {
+    const err = await compile(GOOD, { name: 'x', mode: 'remote', server: 'http://127.0.0.1:9', cacheDir: tempDir('unr'), retries: 0 }).catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.message).toBe('compile "x.bpf.c" remotely: cannot reach compile server http://127.0.0.1:9 (ECONNREFUSED); check the address (TSLCC_SERVER) or compile locally');
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400); // 100+200+400+800 ms of backoff
+  });
+
+  test('connection errors are retried: 1 attempt + 4 retries, then a RemoteError', async () => {
+    const net = await import('node:net');
+    let attempts = 0;
+    const flaky = net.createServer((sock) => { attempts++; sock.destroy(); }); // accept, then reset
+    await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(flaky.address() as { port: number }).port}`;
+    try {
+      const err = await compile(GOOD, { name: 'x', mode: 'remote', server: url, cacheDir: tempDir('flaky') }).catch((e) => e);
+      expect(err).toBeInstanceOf(RemoteError);
+      expect(err.message).toMatch(new RegExp(`^compile "x.bpf.c" remotely: cannot reach compile server ${url} \\(UND_ERR_SOCKET\\)`));
+      expect(attempts).toBe(5);
+    } finally {
+      flaky.close();
+    }
   });
 });
 

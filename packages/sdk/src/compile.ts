@@ -36,6 +36,11 @@ export interface CompileOptions {
   protocol?: 'tslcc' | 'pylcc';
   /** Bearer token for the server. Default $TSLCC_SERVER_TOKEN. */
   token?: string;
+  /** Server: retries on connection errors and 503 (default 4, with backoff). */
+  retries?: number;
+  /** Server: milliseconds to connect (default 5000) and for a whole request (default 120000). */
+  connectTimeoutMs?: number;
+  timeoutMs?: number;
   /** Cache directory. Default $TSLCC_CACHE_DIR, else $XDG_CACHE_HOME/tslcc, else ~/.cache/tslcc. */
   cacheDir?: string;
   /** Skip the cache lookup (the result is still stored). */
