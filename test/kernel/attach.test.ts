@@ -68,7 +68,7 @@ describe.skipIf(!isRoot)('explicit attach', () => {
     const { spawn } = await import('node:child_process');
     // TurboFan inlines a hot callee into its caller; its own code is then never entered and no
     // breakpoint on it can fire. --no-turbo-inlining keeps hotLoopJava a function of its own.
-    const child = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', script], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', script], { stdio: 'ignore', cwd: path.dirname(script) });
     const src = `
       const volatile u32 target = 0;
       u64 samples = 0, breaks = 0;

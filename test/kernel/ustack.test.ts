@@ -171,7 +171,7 @@ describe.skipIf(!isRoot)('Node.js JIT frames', () => {
       'process.stdout.write(String(t > 0));',
     ].join('\n'));
     // Without inlining, the hot function's samples land in its own code (not its caller's).
-    const child = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', script], { stdio: ['ignore', 'pipe', 'inherit'], cwd: dir });
     const src = `
       LBC_HASH(counts, s32, u64, 4096);
       LBC_STACK(stacks, 4096);

@@ -19,7 +19,7 @@ describe('profile', () => {
     const script = path.join(tempDir('prof'), 'hot.js');
     fs.writeFileSync(script, 'function hotLoopProfile(n) { let s = 0; for (let i = 0; i < n; i++) s += Math.sqrt(i) % 7; return s; }\nconst end = Date.now() + 8000; let t = 0;\nwhile (Date.now() < end) t += hotLoopProfile(1e5);\n');
     // Without inlining, the hot function's samples land in its own code (not its caller's).
-    const child = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', script], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['--perf-basic-prof', '--no-turbo-inlining', script], { stdio: 'ignore', cwd: path.dirname(script) });
     try {
       await until(() => fs.existsSync(`/tmp/perf-${child.pid}.map`) && fs.readFileSync(`/tmp/perf-${child.pid}.map`, 'utf8').includes('hotLoopProfile'), 5000);
       const r = run('-p', String(child.pid), '-F', '199', '-d', '2', '-f');
