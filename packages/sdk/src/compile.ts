@@ -110,6 +110,28 @@ export function sha256(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+const fileHashes = new Map<string, string>();
+
+/**
+ * sha256 of a file, computed once per (path, size, mtime): kernel BTF files are megabytes
+ * and are identified by their hash on every compile request. Undefined if unreadable.
+ */
+export function fileSha256(file: string): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    return undefined;
+  }
+  const id = `${file}:${st.size}:${st.mtimeMs}`;
+  let h = fileHashes.get(id);
+  if (!h) {
+    h = sha256(fs.readFileSync(file));
+    fileHashes.set(id, h);
+  }
+  return h;
+}
+
 /**
  * The file clang compiles: the user's source, line for line (lbc.h comes in through
  * `-include`, so no line moves: diagnostics, BTF line info and the verifier's source
@@ -264,15 +286,13 @@ export function compileFailure(name: string, stderr: string, signal?: string | n
 }
 
 export function vmlinuxHeaderDir(cacheDir: string, btfPath = kernelBtfPath()): string {
-  let raw: Buffer;
-  try {
-    raw = fs.readFileSync(btfPath);
-  } catch (e) {
+  const hash = fileSha256(btfPath);
+  if (!hash) {
     throw new NotFoundError(
-      `compile: read kernel BTF "${btfPath}": ${(e as Error).message}; the kernel needs CONFIG_DEBUG_INFO_BTF=y, ` +
+      `compile: read kernel BTF "${btfPath}": not readable; the kernel needs CONFIG_DEBUG_INFO_BTF=y, ` +
       'or pass btfPath (a BTFHub file) to compile for it');
   }
-  const dir = path.join(cacheDir, 'vmlinux', sha256(raw).slice(0, 32));
+  const dir = path.join(cacheDir, 'vmlinux', hash.slice(0, 32));
   const file = path.join(dir, 'vmlinux.h');
   if (!fs.existsSync(file)) writeAtomic(file, native().dumpBtfAsC(btfPath === '/sys/kernel/btf/vmlinux' ? null : btfPath));
   return dir;

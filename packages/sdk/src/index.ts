@@ -15,7 +15,7 @@
 export { LbcBase, ClbcBase, onlineCpus, type LbcOptions, type KprobeOptions, type UprobeOptions, type PerfEventOptions, type AnyMaps } from './lbc.js';
 export {
   compile, defaultCacheDir, findClang, kernelArch, INCLUDE_DIR, clangArgs, compileKey, compileFailure, parseDiagnostics,
-  lbcHeaderHash, wrapSource, sha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags, pchKey, kernelBtfPath,
+  lbcHeaderHash, wrapSource, sha256, fileSha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags, pchKey, kernelBtfPath,
   type CompileOptions, type CompiledObject,
 } from './compile.js';
 export { remoteCompile, fetchBtf, serverUrl, RemoteError, type RemoteOptions, type RemoteCompileRequest, type RemoteCompileResult } from './remote.js';

@@ -121,8 +121,8 @@ export class LbcBase<M extends object = AnyMaps> {
   private readonly resources = new Set<{ close(): void }>();
   private globalSections = new Map<string, GlobalSection>();
   private progInfo: ProgramInfo[] = [];
-  private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
-  private closing = false;
+  /** 'closing': links gone, buffered events still being delivered (maps still readable). */
+  private state: 'new' | 'starting' | 'running' | 'closing' | 'closed' = 'new';
 
   constructor(name: string, options: LbcOptions = {}) {
     if (typeof name !== 'string' || !/^[A-Za-z_][\w.-]*$/.test(name)) {
@@ -664,8 +664,8 @@ export class LbcBase<M extends object = AnyMaps> {
 
   /** Detach every link, stop every consumer, free every map and program. Idempotent. */
   close(): void {
-    if (this.state === 'closed' || this.closing) return;
-    this.closing = true;
+    if (this.state === 'closed' || this.state === 'closing') return;
+    this.state = 'closing';
     live.delete(this as LbcBase<object>);
     // Stop the producers first, then deliver what is still buffered while the maps can
     // still be read (a callback may symbolize a stack), then free the kernel objects.

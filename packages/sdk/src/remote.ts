@@ -3,12 +3,12 @@
  * connect and total timeouts, retries with backoff on connection errors and 503, kernel BTF
  * upload when the server asks for it, and kernel BTF download for hosts without BTF.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { Agent, request } from 'undici';
+import { fileSha256 } from './compile.js';
 import { type Diagnostic, LbcError } from './errors.js';
 
 /** A compile server failed or refused. `status` is the HTTP status (0: no answer). */
@@ -142,25 +142,6 @@ export interface RemoteCompileResult {
 
 const UNAME_ARCH: Record<string, string> = { x86: 'x86_64', arm64: 'aarch64', s390: 's390x', powerpc: 'ppc64le', riscv: 'riscv64', loongarch: 'loongarch64', arm: 'arm', mips: 'mips' };
 
-const btfHashes = new Map<string, string>();
-
-/** sha256 of a kernel BTF file, computed once per file (path, size, mtime). */
-function btfHash(btfPath: string): string | undefined {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(btfPath);
-  } catch {
-    return undefined;
-  }
-  const id = `${btfPath}:${st.size}:${st.mtimeMs}`;
-  let h = btfHashes.get(id);
-  if (!h) {
-    h = createHash('sha256').update(fs.readFileSync(btfPath)).digest('hex');
-    btfHashes.set(id, h);
-  }
-  return h;
-}
-
 /**
  * Compile on a server. With the tslcc protocol the server compiles against this kernel's
  * BTF: when it does not have it, it says BTF_REQUIRED and we upload it (gzip), then retry.
@@ -173,7 +154,7 @@ export async function remoteCompile(req: RemoteCompileRequest, opts: RemoteOptio
   const unameArch = UNAME_ARCH[req.arch] ?? req.arch;
   if (opts.protocol === 'pylcc') return pylccCompile(server, req, unameArch, opts);
   const btfFile = req.btfPath ?? (process.env.TSLCC_KERNEL_BTF || '/sys/kernel/btf/vmlinux');
-  const kernel = { release: os.release(), btfHash: btfHash(btfFile) };
+  const kernel = { release: os.release(), btfHash: fileSha256(btfFile) };
   const body = Buffer.from(JSON.stringify({ name: req.name, source: req.source, flags: req.flags, arch: unameArch, kernel }));
   let r = await call(server, 'POST', '/v1/compile', body, opts, what);
   if (r.status === 409 && (json(r).error as { code?: string } | undefined)?.code === 'BTF_REQUIRED') {

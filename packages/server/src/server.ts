@@ -9,7 +9,7 @@
  *
  * Every rejection is a JSON error with a stable code; nothing a client sends can crash it.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { createRequire } from 'node:module';
@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzip, gzipSync } from 'node:zlib';
 import {
   cachedObjectPath, clangArgs, clangIdentity, compileFailure, compileKey, type Diagnostic, findClang, INCLUDE_DIR,
-  kernelArch, parseDiagnostics, pchKey, sha256, wrapSource, writeAtomic,
+  fileSha256, kernelArch, parseDiagnostics, pchKey, sha256, wrapSource, writeAtomic,
 } from '@tslcc/sdk';
 import { Metrics } from './metrics.js';
 import { badFlag, INSIDE, Sandbox } from './sandbox.js';
@@ -139,8 +139,8 @@ export class CompileServer {
     fs.mkdirSync(path.join(this.options.dataDir, 'vmlinux'), { recursive: true });
     this.clangId = await clangIdentity(this.clang, this.options.dataDir);
     if (this.options.hostBtf && fs.existsSync('/sys/kernel/btf/vmlinux')) {
-      this.hostHash = sha256(fs.readFileSync('/sys/kernel/btf/vmlinux'));
-      this.btfs.set(this.hostHash, '/sys/kernel/btf/vmlinux');
+      this.hostHash = fileSha256('/sys/kernel/btf/vmlinux');
+      if (this.hostHash) this.btfs.set(this.hostHash, '/sys/kernel/btf/vmlinux');
     }
     const btfStore = path.join(this.options.dataDir, 'btf');
     if (fs.existsSync(btfStore)) for (const f of fs.readdirSync(btfStore)) if (HEX64.test(f.slice(0, 64))) this.btfs.set(f.slice(0, 64), path.join(btfStore, f));
@@ -481,7 +481,7 @@ export class CompileServer {
   private async uploadBtf(req: http.IncomingMessage, res: http.ServerResponse, hash: string): Promise<void> {
     if (this.btfs.has(hash)) return this.send(req, res, 200, { btfHash: hash, stored: true });
     const data = await this.body(req, this.options.maxBtfBytes);
-    const got = createHash('sha256').update(data).digest('hex');
+    const got = sha256(data);
     if (got !== hash) throw new HttpError(400, 'HASH_MISMATCH', `the body's sha256 is ${got}, not ${hash}`);
     if (data.length < 24 || data.readUInt16LE(0) !== 0xeb9f) throw new HttpError(400, 'NOT_BTF', 'the body is not raw BTF (magic 0xeB9F); send /sys/kernel/btf/vmlinux');
     const file = path.join(this.options.dataDir, 'btf', `${hash}.btf`);
@@ -524,7 +524,8 @@ export class CompileServer {
     if (!file && this.options.hostBtf && release === os.release() && ARCHES[arch] === kernelArch()) file = '/sys/kernel/btf/vmlinux';
     if (!file) throw new HttpError(404, 'BTF_NOT_FOUND', `no BTF for kernel ${release} (${arch}) in the BTF store`);
     const data = fs.readFileSync(file);
-    this.btfs.set(sha256(data), file); // compiles against it need no upload
+    const hash = fileSha256(file);
+    if (hash) this.btfs.set(hash, file); // compiles against it need no upload
     this.sendRaw(req, res, 200, 'application/octet-stream', data);
   }
 
@@ -549,8 +550,9 @@ export class CompileServer {
           // pylcc clients cannot upload BTF: use that kernel's BTF from the store when there
           // is one, else this host's (CO-RE relocates at load time).
           const fromStore = this.findBtf(unameArch, ver);
-          if (fromStore) this.btfs.set(sha256(fs.readFileSync(fromStore)), fromStore);
-          job = this.validate({ name: 'lbc', source: code, flags, arch: unameArch, kernel: { btfHash: fromStore ? sha256(fs.readFileSync(fromStore)) : undefined } });
+          const btfHash = fromStore ? fileSha256(fromStore) : undefined;
+          if (fromStore && btfHash) this.btfs.set(btfHash, fromStore);
+          job = this.validate({ name: 'lbc', source: code, flags, arch: unameArch, kernel: { btfHash } });
         } catch (e) {
           if (e instanceof HttpError && e.status !== 503) return reply({ log: `${e.message}.`, obj: null, clog: '' });
           throw e;
