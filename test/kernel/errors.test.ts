@@ -91,7 +91,7 @@ describe.skipIf(!isRoot)('errors leave nothing behind', () => {
     const err = await startFails('kp', src) as UnsupportedError;
     expect(err).toBeInstanceOf(UnsupportedError);
     expect(err.feature).toBe('CONFIG_KPROBES');
-    expect(err.message).toBe('attach kprobe "do_nanosleep" (program "kp"): kernel has no kprobe support (CONFIG_KPROBES is off: no kprobe PMU, no kprobe_events); use a tracepoint (SEC("tp/category/name")) or fentry (SEC("fentry/func"))');
+    expect(err.message).toBe('attach kprobe "do_nanosleep" (program "kp"): kernel has no kprobe support (CONFIG_KPROBES is off: no kprobe PMU, no kprobe_events); this kernel accepts: tracepoints (tp/category/name), raw_tp');
     ctx.skip('CONFIG_KPROBES is off on this kernel: asserted the UnsupportedError; the kprobe attach itself could not be exercised');
   });
 
@@ -100,7 +100,7 @@ describe.skipIf(!isRoot)('errors leave nothing behind', () => {
     const err = await startFails('kpmissing', src);
     if (hasKprobes()) {
       expect(err).toBeInstanceOf(NotFoundError);
-      expect(err.message).toBe('attach kprobe "no_such_function_xyz" (program "kp"): no kernel function "no_such_function_xyz" in /proc/kallsyms; check the name (grep no_such_function_xyz /proc/kallsyms) or use a tracepoint');
+      expect(err.message).toBe('attach kprobe "no_such_function_xyz" (program "kp"): no kernel function "no_such_function_xyz" in /proc/kallsyms; check the name (grep no_such_function_xyz /proc/kallsyms); skip it with programs: { kp: false }');
       return;
     }
     expect(err).toBeInstanceOf(UnsupportedError);
@@ -127,13 +127,13 @@ describe.skipIf(!isRoot)('errors leave nothing behind', () => {
   test('a tracepoint that does not exist: NotFoundError with a suggestion', async () => {
     const err = await startFails('tpmissing', 'SEC("tp/sched/sched_switchh") int t(void *ctx) { return 0; }');
     expect(err).toBeInstanceOf(NotFoundError);
-    expect(err.message).toBe('attach tracepoint "sched/sched_switchh": no such event in "sched"; did you mean "sched_switch"?; list them with: ls /sys/kernel/tracing/events/sched');
+    expect(err.message).toBe('attach tracepoint "sched/sched_switchh" (program "t"): no such event in "sched"; did you mean "sched_switch"?; list them with: ls /sys/kernel/tracing/events/sched; skip it with programs: { t: false }');
   });
 
   test('a raw tracepoint that does not exist', async () => {
     const err = await startFails('rawmissing', `${GOOD_TP}SEC("raw_tp/no_such_tp") int r(void *ctx) { return 0; }`);
     expect(err).toBeInstanceOf(NotFoundError);
-    expect(err.message).toBe('attach raw tracepoint "no_such_tp" (program "r"): this kernel has no tracepoint "no_such_tp"; raw tracepoints are named like their event without the category (ls /sys/kernel/tracing/events/*/)');
+    expect(err.message).toBe('attach raw tracepoint "no_such_tp" (program "r"): this kernel has no tracepoint "no_such_tp"; raw tracepoints are named like their event without the category (ls /sys/kernel/tracing/events/*/); skip it with programs: { r: false }');
   });
 
   /** Programs on BPF trampolines: attached where the kernel allows them, else a clear UnsupportedError. */

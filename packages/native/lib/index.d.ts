@@ -107,6 +107,12 @@ export declare class BpfObject {
   globalData(map: string): Buffer | null;
   setMapMaxEntries(map: string, n: number): void;
   setAutoload(prog: string, autoload: boolean): void;
+  setMapValueSize(map: string, n: number): void;
+  setMapKeySize(map: string, n: number): void;
+  /** bpf_program__set_attach_target(prog, 0, func): fentry/fexit/tp_btf/lsm target in vmlinux BTF. */
+  setAttachTarget(prog: string, func: string): void;
+  /** bpf_program__set_type + bpf_program__set_expected_attach_type. */
+  setProgramType(prog: string, type: number, expectedAttachType: number): void;
   load(): void;
   programFd(prog: string): number;
   mapFd(map: string): number;
@@ -204,4 +210,8 @@ export declare function demangle(names: string[]): Array<string | null>;
 /** 1 supported, 0 not, <0 -errno. */
 export declare function probeProgType(type: number): number;
 export declare function probeMapType(type: number): number;
+/** Type id of `name` of BTF kind `kind` (12 func, 8 typedef, ...) in the kernel's BTF; -errno when absent. */
+export declare function kernelBtfFind(name: string, kind: number): number;
+/** 1 when a trivial tracing program of this expected attach type loads and attaches to kernel BTF id btfId; else -errno. */
+export declare function probeTracing(expectedAttachType: number, btfId: number): number;
 export declare function probeHelper(progType: number, helperId: number): number;

@@ -73,6 +73,10 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
             InstanceMethod("globalData", &BpfObject::GlobalData),
             InstanceMethod("setMapMaxEntries", &BpfObject::SetMapMaxEntries),
             InstanceMethod("setAutoload", &BpfObject::SetAutoload),
+            InstanceMethod("setMapValueSize", &BpfObject::SetMapValueSize),
+            InstanceMethod("setMapKeySize", &BpfObject::SetMapKeySize),
+            InstanceMethod("setAttachTarget", &BpfObject::SetAttachTarget),
+            InstanceMethod("setProgramType", &BpfObject::SetProgramType),
             InstanceMethod("load", &BpfObject::Load),
             InstanceMethod("programFd", &BpfObject::ProgramFd),
             InstanceMethod("mapFd", &BpfObject::MapFd),
@@ -250,6 +254,47 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     struct bpf_program *p = Prog(env, info[0]);
     int err = bpf_program__set_autoload(p, info[1].As<Napi::Boolean>());
     if (err) ThrowErrno(env, "bpf_program__set_autoload", err, bpf_program__name(p));
+    return env.Undefined();
+  }
+
+  Napi::Value SetMapValueSize(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    struct bpf_map *m = Map(env, info[0]);
+    BeginLog();
+    int err = bpf_map__set_value_size(m, info[1].As<Napi::Number>().Uint32Value());
+    if (err) ThrowErrno(env, "bpf_map__set_value_size", err, bpf_map__name(m));
+    return env.Undefined();
+  }
+
+  Napi::Value SetMapKeySize(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    struct bpf_map *m = Map(env, info[0]);
+    BeginLog();
+    int err = bpf_map__set_key_size(m, info[1].As<Napi::Number>().Uint32Value());
+    if (err) ThrowErrno(env, "bpf_map__set_key_size", err, bpf_map__name(m));
+    return env.Undefined();
+  }
+
+  // setAttachTarget(prog, func): the kernel function (or BTF type) an fentry/fexit/tp_btf/
+  // lsm program attaches to, resolved against vmlinux BTF at load.
+  Napi::Value SetAttachTarget(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    struct bpf_program *p = Prog(env, info[0]);
+    std::string fn = info[1].As<Napi::String>();
+    BeginLog();
+    int err = bpf_program__set_attach_target(p, 0, fn.c_str());
+    if (err) ThrowErrno(env, "bpf_program__set_attach_target", err, fn);
+    return env.Undefined();
+  }
+
+  // setProgramType(prog, type, expectedAttachType)
+  Napi::Value SetProgramType(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    struct bpf_program *p = Prog(env, info[0]);
+    BeginLog();
+    int err = bpf_program__set_type(p, (enum bpf_prog_type)info[1].As<Napi::Number>().Int32Value());
+    if (!err) err = bpf_program__set_expected_attach_type(p, (enum bpf_attach_type)info[2].As<Napi::Number>().Int32Value());
+    if (err) ThrowErrno(env, "bpf_program__set_type", err, bpf_program__name(p));
     return env.Undefined();
   }
 

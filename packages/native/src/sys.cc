@@ -2,6 +2,7 @@
 // feature probes.
 #include "common.h"
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <cstdlib>
@@ -99,6 +100,50 @@ static Napi::Value ProbeHelper(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), r);
 }
 
+// The running kernel's BTF, loaded once per process for feature probes.
+static struct btf *VmlinuxBtf(int *err) {
+  static struct btf *vmlinux = nullptr;
+  static int load_err = 0;
+  if (!vmlinux && !load_err) {
+    vmlinux = btf__load_vmlinux_btf();
+    if (!vmlinux) load_err = errno ? errno : ENOENT;
+  }
+  *err = load_err;
+  return vmlinux;
+}
+
+// kernelBtfFind(name, kind) -> type id in the kernel's BTF, or -errno (-ENOENT: none).
+static Napi::Value KernelBtfFind(const Napi::CallbackInfo &info) {
+  int err = 0;
+  struct btf *b = VmlinuxBtf(&err);
+  if (!b) return Napi::Number::New(info.Env(), -err);
+  std::string name = info[0].As<Napi::String>();
+  int id = btf__find_by_name_kind(b, name.c_str(), info[1].As<Napi::Number>().Uint32Value());
+  return Napi::Number::New(info.Env(), id < 0 ? -ENOENT : id);
+}
+
+// probeTracing(expectedAttachType, btfId) -> 1 when a trivial BPF_PROG_TYPE_TRACING program
+// of that attach type (fentry, fexit, tp_btf, ...) both loads and attaches to kernel BTF id
+// btfId; otherwise -errno of the step that failed. The link is released at once. This is
+// what libbpf-tools' fentry_can_attach() asks, plus the attach: some kernels load fentry
+// programs and refuse the trampoline.
+static Napi::Value ProbeTracing(const Napi::CallbackInfo &info) {
+  struct bpf_insn insns[] = {
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .src_reg = 0, .off = 0, .imm = 0},
+      {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
+  };
+  LIBBPF_OPTS(bpf_prog_load_opts, po,
+              .expected_attach_type = (enum bpf_attach_type)info[0].As<Napi::Number>().Int32Value(),
+              .attach_btf_id = info[1].As<Napi::Number>().Uint32Value());
+  int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "tslcc_probe", "GPL", insns, 2, &po);
+  if (fd < 0) return Napi::Number::New(info.Env(), -errno);
+  int link = bpf_raw_tracepoint_open(nullptr, fd);
+  int err = link < 0 ? errno : 0;
+  if (link >= 0) close(link);
+  close(fd);
+  return Napi::Number::New(info.Env(), err ? -err : 1);
+}
+
 // demangle(names): the C++ runtime's demangler over a batch (one call per batch, not per
 // name); null where a name is not a mangled C++ name.
 static Napi::Value Demangle(const Napi::CallbackInfo &info) {
@@ -132,6 +177,8 @@ Napi::Object InitSys(Napi::Env env, Napi::Object exports) {
   exports.Set("probeProgType", Napi::Function::New(env, ProbeProgType));
   exports.Set("probeMapType", Napi::Function::New(env, ProbeMapType));
   exports.Set("probeHelper", Napi::Function::New(env, ProbeHelper));
+  exports.Set("kernelBtfFind", Napi::Function::New(env, KernelBtfFind));
+  exports.Set("probeTracing", Napi::Function::New(env, ProbeTracing));
   return exports;
 }
 

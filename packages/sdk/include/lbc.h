@@ -70,6 +70,12 @@ typedef signed long long s64;
  */
 #define __LBC_EVENT_TYPE(name, T, n) T (*__lbc_event_##name)[n] SEC(".lbc.types")
 
+/* LBC_EVENT_TYPE(map, T): records of event map `map` (declared any way, e.g. libbpf-style
+ * with __uint(type, BPF_MAP_TYPE_RINGBUF)) are of type T; the SDK decodes them as T. Put it
+ * after T is complete. A struct used only as a local variable leaves no BTF: this line is
+ * what makes it findable. */
+#define LBC_EVENT_TYPE(map, T) __LBC_EVENT_TYPE(map, T, 0)
+
 /* LBC_PERF_OUTPUT(name, T, pages): perf event array carrying T; pages per CPU for the
  * consumer's ring (rounded up to a power of two). */
 #define LBC_PERF_OUTPUT(name, T, pages)                          \

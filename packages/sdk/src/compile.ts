@@ -14,11 +14,12 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CompileError, type Diagnostic, LbcError, NotFoundError } from './errors.js';
 import { native } from './native.js';
+import { collectHeaders } from './headers.js';
 import { configuredServer, remoteCompile } from './remote.js';
 
 /** Where lbc.h lives. */
 export const INCLUDE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'include');
-const CACHE_FORMAT = 1;
+const CACHE_FORMAT = 2;
 
 export interface CompileOptions {
   /** Base name: the file name in diagnostics (`<name>.bpf.c`). Default "prog". */
@@ -55,6 +56,13 @@ export interface CompileOptions {
   btfPath?: string;
   /** Use a precompiled lbc.h (built once per flags; default true). */
   pch?: boolean;
+  /**
+   * The file the source was read from. Its directory is an include directory (`#include
+   * "tool.h"` beside it works, locally and remotely) and diagnostics name this path.
+   */
+  sourcePath?: string;
+  /** Where warnings go (an unwritable cache, a rebuilt precompiled header). Default: stderr. */
+  onWarning?: (message: string) => void;
 }
 
 export interface CompiledObject {
@@ -182,11 +190,17 @@ export async function clangIdentity(clang: string, cacheDir: string): Promise<st
   return id;
 }
 
+/** Write through a temp file and rename, so readers never see a partial file; the temp file never stays behind. */
 export function writeAtomic(file: string, data: string | Buffer): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
+  try {
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
 }
 
 interface RunResult { code: number | null; stdout: string; stderr: string; signal: NodeJS.Signals | null }
@@ -208,8 +222,8 @@ function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: numb
  * cached by the BTF's hash. Returns the directory holding it.
  */
 /** The content-addressed cache key of one compile. */
-export function compileKey(p: { name: string; source: string; flags: string[]; includeDirs?: string[]; compiler: string; arch: string }): string {
-  return sha256(JSON.stringify([CACHE_FORMAT, p.name, p.source, p.flags, p.includeDirs ?? [], lbcHeaderHash(), p.compiler, p.arch]));
+export function compileKey(p: { name: string; source: string; flags: string[]; includeDirs?: string[]; compiler: string; arch: string; extra?: unknown }): string {
+  return sha256(JSON.stringify([CACHE_FORMAT, p.name, p.source, p.flags, p.includeDirs ?? [], lbcHeaderHash(), p.compiler, p.arch, p.extra ?? null]));
 }
 
 /** Where an object with this key lives in a cache directory. */
@@ -243,8 +257,16 @@ export function clangArgs(p: {
  * Key of a precompiled lbc.h. A PCH is only valid for the flags it was built with (a PCH
  * built without -DLBC_DEBUG silently keeps lbc_debug() a no-op), so they are part of it.
  */
-export function pchKey(p: { vmlinuxDir: string; arch: string; flags: string[]; includeDirs?: string[]; compiler: string }): string {
-  return sha256(JSON.stringify(['pch', 1, lbcHeaderHash(), p.vmlinuxDir, p.arch, p.flags, p.includeDirs ?? [], p.compiler]));
+export function pchKey(p: { vmlinuxDir: string; arch: string; flags: string[]; includeDirs?: string[]; compiler: string; includeDir?: string }): string {
+  // clang refuses a PCH whose inputs changed size or mtime since it was built ("file has
+  // been modified since the precompiled header was built"), even with the same content, and
+  // a PCH records the absolute paths of its inputs: so the key covers where lbc.h is and
+  // the stamps of the files a PCH is built from, and another checkout gets its own PCH.
+  const inc = p.includeDir ?? INCLUDE_DIR;
+  const stamps = [path.join(inc, 'lbc.h'), path.join(p.vmlinuxDir, 'vmlinux.h')].map((f) => {
+    try { const st = fs.statSync(f); return `${f}:${st.size}:${st.mtimeMs}`; } catch { return `${f}:-`; }
+  });
+  return sha256(JSON.stringify(['pch', 2, lbcHeaderHash(), p.vmlinuxDir, p.arch, p.flags, p.includeDirs ?? [], p.compiler, stamps]));
 }
 
 const pchBuilds = new Map<string, Promise<string | undefined>>();
@@ -256,7 +278,7 @@ const pchBuilds = new Map<string, Promise<string | undefined>>();
  */
 async function ensurePch(clang: string, cacheDir: string, p: { vmlinuxDir: string; arch: string; flags: string[]; includeDirs: string[]; compiler: string }): Promise<string | undefined> {
   const key = pchKey(p);
-  const file = path.join(cacheDir, 'pch', key.slice(0, 2), `${key}.pch`);
+  const file = pchPath(cacheDir, key);
   if (fs.existsSync(file)) return file;
   let build = pchBuilds.get(key);
   if (!build) {
@@ -276,13 +298,21 @@ async function ensurePch(clang: string, cacheDir: string, p: { vmlinuxDir: strin
   return build;
 }
 
+function pchPath(cacheDir: string, key: string): string {
+  return path.join(cacheDir, 'pch', key.slice(0, 2), `${key}.pch`);
+}
+
+/** clang's complaint about a precompiled header it cannot use (stale inputs, other compiler, corrupt). */
+const PCH_TROUBLE = /precompiled header|PCH file|\.pch'|AST file|please rebuild/i;
+
 /** The CompileError for a failed clang run: counts, the first error, all diagnostics. */
-export function compileFailure(name: string, stderr: string, signal?: string | null): CompileError {
+export function compileFailure(name: string, stderr: string, signal?: string | null, displayName?: string): CompileError {
   const diagnostics = parseDiagnostics(stderr);
   const errors = diagnostics.filter((d) => d.severity === 'error' || d.severity === 'fatal error');
   const first = errors[0];
-  const where = first ? `${first.file}:${first.line}:${first.column}: ${first.message}` : (signal ? `clang killed by ${signal}` : stderr.trim().split('\n').pop());
-  return new CompileError(`compile "${name}.bpf.c": ${errors.length || 1} error${errors.length > 1 ? 's' : ''}; ${where}`, diagnostics, stderr);
+  const at = first && first.line ? `${first.file}:${first.line}:${first.column}: ` : first ? `${first.file}: ` : '';
+  const where = first ? `${at}${first.message}` : (signal ? `clang killed by ${signal}` : stderr.trim().split('\n').pop() || 'clang failed without a message');
+  return new CompileError(`compile "${displayName ?? `${name}.bpf.c`}": ${errors.length || 1} error${errors.length > 1 ? 's' : ''}; ${where}`, diagnostics, stderr);
 }
 
 export function vmlinuxHeaderDir(cacheDir: string, btfPath = kernelBtfPath()): string {
@@ -319,74 +349,261 @@ export function parseDiagnostics(log: string): Diagnostic[] {
       out.push({ file: loc?.[1] ?? '<backend>', line: Number(loc?.[2] ?? 0), column: Number(loc?.[3] ?? 0), severity: 'error', message });
     }
   }
+  if (!out.some((d) => d.severity === 'error' || d.severity === 'fatal error')) {
+    // clang's own errors carry no location ("clang: error: unknown argument: '-x'",
+    // "fatal error: cannot open file"): keep them as diagnostics of the command line.
+    for (const line of log.split('\n')) {
+      if (/clang frontend command failed/.test(line)) continue;
+      const m = /^(?:clang(?:-\d+)?: )?(error|fatal error): (?!error in backend|<unknown>)(.*)$/.exec(line.trim());
+      if (m) out.push({ file: '<command line>', line: 0, column: 0, severity: m[1] as Diagnostic['severity'], message: m[2]! });
+    }
+  }
   return out;
+}
+
+/** Relative include paths in flags (-I dir, -Idir, -iquote, -isystem, -idirafter, -include) resolved against `cwd`. */
+export function absolutizeFlags(flags: string[], cwd = process.cwd()): string[] {
+  const out: string[] = [];
+  const PATH_FLAGS = ['-I', '-iquote', '-isystem', '-idirafter', '-include', '-imacros'];
+  for (let i = 0; i < flags.length; i++) {
+    const f = flags[i]!;
+    const sep = PATH_FLAGS.find((p) => f === p);
+    if (sep && i + 1 < flags.length) {
+      out.push(f, path.resolve(cwd, flags[++i]!));
+      continue;
+    }
+    const joined = PATH_FLAGS.find((p) => f.startsWith(p) && f.length > p.length && (p !== '-I' || true));
+    if (joined && !f.startsWith('-include-pch')) out.push(`${joined}${path.resolve(cwd, f.slice(joined.length))}`);
+    else out.push(f);
+  }
+  return out;
+}
+
+/** Parse a make-style dependency file (clang -MD -MF): the files the compile read. */
+export function parseDepFile(text: string): string[] {
+  const body = text.replace(/\\\r?\n/g, ' ');
+  const colon = body.indexOf(': ');
+  const list = colon < 0 ? body : body.slice(colon + 2);
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i]!;
+    if (c === '\\' && list[i + 1] === ' ') { cur += ' '; i++; continue; }
+    if (/\s/.test(c)) { if (cur) out.push(cur); cur = ''; continue; }
+    cur += c;
+  }
+  if (cur) out.push(cur);
+  return out;
+}
+
+/** One input of a cached compile and its content hash ("" for files identified by their path). */
+interface DepEntry { file: string; sha256: string }
+interface Manifest { format: number; deps: DepEntry[]; objKey: string; objSha256: string }
+
+/** A file's identity for the cache: content hash, or its path for files whose path is their hash. */
+function depHash(file: string, cacheDir: string): string | undefined {
+  if (file.startsWith(path.join(cacheDir, 'vmlinux') + path.sep)) return fs.existsSync(file) ? '' : undefined; // named by the BTF hash
+  return fileSha256(file);
+}
+
+function finalKey(base: string, deps: DepEntry[]): string {
+  return sha256(JSON.stringify([base, deps]));
+}
+
+function manifestPath(cacheDir: string, base: string): string {
+  return path.join(cacheDir, 'manifest', base.slice(0, 2), `${base}.json`);
+}
+
+/**
+ * A cache hit: the manifest of `base` lists every file the compile read with its hash; all
+ * still match, and the object's own hash matches (a truncated or corrupt object is a miss).
+ */
+function cacheLookup(cacheDir: string, base: string): { elf: Buffer; key: string; path: string } | undefined {
+  let m: Manifest;
+  try {
+    m = JSON.parse(fs.readFileSync(manifestPath(cacheDir, base), 'utf8')) as Manifest;
+  } catch {
+    return undefined;
+  }
+  if (m.format !== CACHE_FORMAT || !Array.isArray(m.deps)) return undefined;
+  for (const d of m.deps) if (depHash(d.file, cacheDir) !== d.sha256) return undefined;
+  if (finalKey(base, m.deps) !== m.objKey) return undefined;
+  const file = cachedObjectPath(cacheDir, m.objKey);
+  try {
+    const elf = fs.readFileSync(file);
+    if (sha256(elf) === m.objSha256) return { elf, key: m.objKey, path: file };
+    fs.rmSync(file, { force: true }); // corrupt: recompile
+  } catch { /* miss */ }
+  return undefined;
+}
+
+/** Store an object and its manifest; an unwritable or full cache only warns. Returns the object's path, if stored. */
+function cacheStore(cacheDir: string, base: string, deps: DepEntry[], elf: Buffer, warn: (m: string) => void): { key: string; path?: string } {
+  const key = finalKey(base, deps);
+  const file = cachedObjectPath(cacheDir, key);
+  try {
+    writeAtomic(file, elf);
+    const m: Manifest = { format: CACHE_FORMAT, deps, objKey: key, objSha256: sha256(elf) };
+    writeAtomic(manifestPath(cacheDir, base), JSON.stringify(m));
+    return { key, path: file };
+  } catch (e) {
+    warn(`compile cache ${cacheDir}: cannot store the object (${(e as Error).message}); it will be compiled again next time`);
+    return { key };
+  }
+}
+
+/** Whether `dir` is (or can be made) a writable directory. */
+function writableDir(dir: string): boolean {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.accessSync(dir, fs.constants.W_OK);
+    const probe = path.join(dir, `.probe-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe, { force: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const defaultWarn = (m: string) => process.stderr.write(`tslcc: warning: ${m}\n`);
+
+/** Diagnostics of the compiled file renamed to the user's path (clang sees `<name>.bpf.c` in a temp dir). */
+function renameDiagnostics<T extends { file: string }>(diags: T[], from: string, to: string | undefined): T[] {
+  if (!to || to === from) return diags;
+  for (const d of diags) if (d.file === from) d.file = to;
+  return diags;
+}
+
+function renameLog(log: string, from: string, to: string | undefined): string {
+  if (!to || to === from) return log;
+  return log.split(`${from}:`).join(`${to}:`);
 }
 
 /**
  * Compile BPF C (with the LBC_* macros) to a CO-RE object.
+ *
+ * The cache key covers the source, flags, include directories, lbc.h, the compiler and
+ * the arch, and the contents of every header the compile read (clang's dependency list):
+ * a changed header recompiles. A corrupt cached object is detected by its hash and
+ * recompiled; an unwritable cache directory means compiling without a cache, with a warning.
  * @throws CompileError with diagnostics at the user's lines; NotFoundError when no clang.
  */
 export async function compile(source: string, opts: CompileOptions = {}): Promise<CompiledObject> {
   const t0 = performance.now();
   const name = opts.name ?? 'prog';
-  const cacheDir = opts.cacheDir ?? defaultCacheDir();
+  const warn = opts.onWarning ?? defaultWarn;
+  let cacheDir = opts.cacheDir ?? defaultCacheDir();
   const arch = kernelArch(opts.arch);
-  const flags = splitFlags(opts.flags);
-  const includeDirs = [...(opts.includeDirs ?? []), ...(process.env.LBC_INCLUDE ?? '').split(':').filter(Boolean)];
+  const flags = absolutizeFlags(splitFlags(opts.flags));
+  const srcDir = opts.sourcePath ? path.dirname(path.resolve(opts.sourcePath)) : undefined;
+  const includeDirs = [...(opts.includeDirs ?? []), ...(process.env.LBC_INCLUDE ?? '').split(':').filter(Boolean)].map((d) => path.resolve(d));
   const mode = opts.mode ?? 'auto';
   const clang = mode === 'remote' ? undefined : findClang(opts.clang);
   const server = configuredServer(opts);
+  const displayName = opts.sourcePath;
   if (!clang && (mode === 'local' || !server)) {
     throw new NotFoundError(
-      `compile "${name}.bpf.c": clang not found in PATH; install it (apt-get install clang llvm libbpf-dev), ` +
+      `compile "${displayName ?? `${name}.bpf.c`}": clang not found in PATH; install it (apt-get install clang llvm libbpf-dev), ` +
       `set TSLCC_CLANG to its path${mode === 'local' ? '' : ', or use a compile server (TSLCC_SERVER)'}`);
   }
-  const wrapped = wrapSource(source);
-  if (!clang) return compileRemote(wrapped, { ...opts, name, cacheDir, arch, flags, includeDirs, server: server! }, t0);
-  const compilerId = await clangIdentity(clang, cacheDir);
-  const key = compileKey({ name, source: wrapped, flags, includeDirs, compiler: compilerId, arch });
-  const objPath = cachedObjectPath(cacheDir, key);
-  if (!opts.noCache) {
-    try {
-      const elf = fs.readFileSync(objPath);
-      return { elf, key, from: 'cache', path: objPath, warnings: [], ms: performance.now() - t0 };
-    } catch { /* miss */ }
+  let scratchCache: string | undefined;
+  if (!writableDir(cacheDir)) {
+    scratchCache = fs.mkdtempSync(path.join(os.tmpdir(), 'tslcc-nocache-'));
+    warn(`compile cache ${cacheDir} is not writable; compiling without a cache (set TSLCC_CACHE_DIR or compile.cacheDir to a writable directory)`);
+    cacheDir = scratchCache;
   }
-  const vmlinuxDir = vmlinuxHeaderDir(cacheDir, opts.btfPath);
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tslcc-'));
   try {
-    const src = `${name}.bpf.c`; // relative to cwd, so diagnostics name the user's file only
-    const out = path.join(work, 'out.bpf.o');
-    fs.writeFileSync(path.join(work, src), wrapped);
-    const pch = opts.pch === false ? undefined : await ensurePch(clang, cacheDir, { vmlinuxDir, arch, flags, includeDirs, compiler: compilerId });
-    const args = clangArgs({ arch, src, out, includeDir: INCLUDE_DIR, vmlinuxDir, includeDirs, flags, pch });
-    const r = await run(clang, args, { cwd: work, timeoutMs: 120_000 });
-    const diagnostics = parseDiagnostics(r.stderr);
-    if (r.code !== 0) throw compileFailure(name, r.stderr, r.signal);
-    const elf = fs.readFileSync(out);
-    writeAtomic(objPath, elf);
-    return { elf, key, from: 'local', path: objPath, warnings: diagnostics.filter((d) => d.severity === 'warning'), ms: performance.now() - t0 };
+    const wrapped = wrapSource(source);
+    if (!clang) return await compileRemote(wrapped, { ...opts, name, cacheDir, arch, flags, includeDirs, srcDir, server: server!, warn }, t0);
+    const compilerId = await clangIdentity(clang, cacheDir);
+    const base = compileKey({ name, source: wrapped, flags, includeDirs, compiler: compilerId, arch, extra: { srcDir: srcDir ?? null, btf: opts.btfPath ?? null } });
+    if (!opts.noCache) {
+      const hit = cacheLookup(cacheDir, base);
+      if (hit) return { elf: hit.elf, key: hit.key, from: 'cache', path: hit.path, warnings: [], ms: performance.now() - t0 };
+    }
+    const vmlinuxDir = vmlinuxHeaderDir(cacheDir, opts.btfPath);
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tslcc-'));
+    try {
+      const src = `${name}.bpf.c`; // relative to cwd, so diagnostics name the user's file only
+      const out = path.join(work, 'out.bpf.o');
+      const depFile = path.join(work, 'deps.d');
+      fs.writeFileSync(path.join(work, src), wrapped);
+      const quote = srcDir ? ['-iquote', srcDir] : [];
+      const pchOpts = { vmlinuxDir, arch, flags, includeDirs, compiler: compilerId };
+      let pch = opts.pch === false ? undefined : await ensurePch(clang, cacheDir, pchOpts);
+      const clangRun = () => run(clang, [...clangArgs({ arch, src, out, includeDir: INCLUDE_DIR, vmlinuxDir, includeDirs, flags: [...quote, ...flags], pch }), '-MD', '-MF', depFile], { cwd: work, timeoutMs: 120_000 });
+      let r = await clangRun();
+      if (r.code !== 0 && pch && PCH_TROUBLE.test(r.stderr)) {
+        // A PCH clang will not use (its inputs were touched, another compiler built it):
+        // drop it, compile without, and let the next compile build a fresh one.
+        fs.rmSync(pch, { force: true });
+        warn(`compile "${displayName ?? src}": the precompiled lbc.h was stale (${r.stderr.split('\n').find((l) => PCH_TROUBLE.test(l))?.trim()}); rebuilt without it`);
+        pch = undefined;
+        r = await clangRun();
+      }
+      const diagnostics = renameDiagnostics(parseDiagnostics(r.stderr), src, displayName);
+      if (r.code !== 0) throw compileFailure(name, renameLog(r.stderr, src, displayName), r.signal, displayName);
+      const elf = fs.readFileSync(out);
+      let deps: DepEntry[] = [];
+      try {
+        deps = depsOf(fs.readFileSync(depFile, 'utf8'), work, cacheDir, pch);
+      } catch { /* no dep file: the key still covers source and flags */ }
+      const stored = cacheStore(cacheDir, base, deps, elf, warn);
+      return { elf, key: stored.key, from: 'local', path: stored.path ?? '', warnings: diagnostics.filter((d) => d.severity === 'warning'), ms: performance.now() - t0 };
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
   } finally {
-    fs.rmSync(work, { recursive: true, force: true });
+    if (scratchCache) fs.rmSync(scratchCache, { recursive: true, force: true });
   }
+}
+
+/** The inputs of a compile worth keying on: not the scratch source, not lbc.h (in the key), not the PCH (derived). */
+function depsOf(depText: string, work: string, cacheDir: string, pch?: string): DepEntry[] {
+  const lbc = path.join(INCLUDE_DIR, 'lbc.h');
+  const out: DepEntry[] = [];
+  const seen = new Set<string>();
+  for (const f of parseDepFile(depText)) {
+    const abs = path.resolve(work, f);
+    if (seen.has(abs) || abs.startsWith(work + path.sep) || abs === lbc || abs === pch || abs.endsWith('.pch')) continue;
+    seen.add(abs);
+    const h = depHash(abs, cacheDir);
+    if (h !== undefined) out.push({ file: abs, sha256: h });
+  }
+  return out.sort((a, b) => a.file.localeCompare(b.file));
 }
 
 /**
  * The remote path: the same cache (keyed with the compiler "remote", so an object compiled
- * by a server is never compiled again while its key matches), then the server.
+ * by a server is never compiled again while its key matches), then the server. Local
+ * headers the source includes travel with it as a bundle.
  */
-async function compileRemote(wrapped: string, o: CompileOptions & { name: string; cacheDir: string; arch: string; flags: string[]; includeDirs: string[]; server: string }, t0: number): Promise<CompiledObject> {
-  if (o.includeDirs.length) {
-    throw new LbcError('LBC_INVALID_ARGUMENT', `compile "${o.name}.bpf.c" remotely: local include directories (${o.includeDirs.join(', ')}) are not sent to a compile server; inline those headers or compile locally`);
+async function compileRemote(wrapped: string, o: CompileOptions & { name: string; cacheDir: string; arch: string; flags: string[]; includeDirs: string[]; srcDir?: string; server: string; warn: (m: string) => void }, t0: number): Promise<CompiledObject> {
+  const bundle = collectHeaders(wrapped, { srcDir: o.srcDir, includeDirs: o.includeDirs, flags: o.flags });
+  if (bundle.files.length && o.protocol === 'pylcc') {
+    throw new LbcError('LBC_INVALID_ARGUMENT', `compile "${o.sourcePath ?? `${o.name}.bpf.c`}" on a pylcc server: its protocol cannot carry the local headers the source includes (${bundle.files.map((f) => f.path).join(', ')}); use a tslcc server or compile locally`);
   }
-  const key = compileKey({ name: o.name, source: wrapped, flags: o.flags, compiler: `remote:${o.protocol ?? 'tslcc'}`, arch: o.arch });
+  const key = compileKey({
+    name: o.name, source: wrapped, flags: bundle.flags, compiler: `remote:${o.protocol ?? 'tslcc'}`, arch: o.arch,
+    extra: { headers: bundle.files.map((f) => [f.path, sha256(f.content)]), dirs: bundle.dirs },
+  });
   const objPath = cachedObjectPath(o.cacheDir, key);
   if (!o.noCache) {
     try {
-      return { elf: fs.readFileSync(objPath), key, from: 'cache', path: objPath, warnings: [], ms: performance.now() - t0 };
+      const elf = fs.readFileSync(objPath);
+      const sum = fs.readFileSync(`${objPath}.sha256`, 'utf8');
+      if (sha256(elf) === sum) return { elf, key, from: 'cache', path: objPath, warnings: [], ms: performance.now() - t0 };
     } catch { /* miss */ }
   }
-  const r = await remoteCompile({ name: o.name, source: wrapped, flags: o.flags, arch: o.arch, btfPath: o.btfPath }, o);
-  writeAtomic(objPath, r.elf);
-  return { elf: r.elf, key, from: 'remote', path: objPath, warnings: r.diagnostics.filter((d) => d.severity === 'warning'), ms: performance.now() - t0 };
+  const r = await remoteCompile({ name: o.name, source: wrapped, flags: bundle.flags, arch: o.arch, btfPath: o.btfPath, headers: bundle.files, includeDirs: bundle.dirs }, o);
+  let stored = objPath;
+  try {
+    writeAtomic(objPath, r.elf);
+    writeAtomic(`${objPath}.sha256`, sha256(r.elf));
+  } catch (e) {
+    o.warn(`compile cache ${o.cacheDir}: cannot store the object (${(e as Error).message})`);
+    stored = '';
+  }
+  return { elf: r.elf, key, from: 'remote', path: stored, warnings: renameDiagnostics(r.diagnostics.filter((d) => d.severity === 'warning'), `${o.name}.bpf.c`, o.sourcePath), ms: performance.now() - t0 };
 }

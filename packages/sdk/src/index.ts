@@ -12,10 +12,19 @@
  * t.maps.events.on((e) => console.log(e.pid, e.comm));
  * ```
  */
-export { LbcBase, ClbcBase, onlineCpus, type LbcOptions, type KprobeOptions, type UprobeOptions, type PerfEventOptions, type AnyMaps } from './lbc.js';
+export {
+  LbcBase, ClbcBase, onlineCpus, eventCarriers, type LbcOptions, type KprobeOptions, type UprobeOptions, type PerfEventOptions, type AnyMaps,
+  type ProgramOptions, type MapOptions, type ProgramState,
+} from './lbc.js';
+export { openObject, ObjectSpec, ProgramSpec, MapSpec, type OpenObjectOptions } from './object/spec.js';
+export { LoadedObject } from './object/loaded.js';
+export { Program } from './object/program.js';
+export { KernelProbes, kernelProbes } from './object/features.js';
+export { sectionInfo, type SectionInfo } from './object/sections.js';
+export { collectHeaders, checkBundle, MAX_BUNDLE_BYTES, MAX_BUNDLE_FILES, type HeaderBundle } from './headers.js';
 export {
   compile, defaultCacheDir, findClang, kernelArch, INCLUDE_DIR, clangArgs, compileKey, compileFailure, parseDiagnostics,
-  lbcHeaderHash, wrapSource, sha256, fileSha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags, pchKey, kernelBtfPath,
+  lbcHeaderHash, wrapSource, absolutizeFlags, parseDepFile, sha256, fileSha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags, pchKey, kernelBtfPath,
   type CompileOptions, type CompiledObject,
 } from './compile.js';
 export { remoteCompile, fetchBtf, serverUrl, RemoteError, type RemoteOptions, type RemoteCompileRequest, type RemoteCompileResult } from './remote.js';

@@ -1,35 +1,76 @@
 /**
  * LbcBase: the class a tool subclasses (pylcc's ClbcBase). `start()` compiles (cache
- * first), opens, sets globals, loads, attaches every program by its SEC() name and exposes
- * the maps by name; `close()` releases everything.
+ * first), opens, configures (globals, programs, maps, event types, the `beforeLoad` hook),
+ * loads, attaches every program whose SEC() name says where, and exposes the maps by name;
+ * `close()` releases everything. It composes the object API (openObject → ObjectSpec →
+ * LoadedObject → Program) and adds nothing a user could not do with it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { BpfObject, Link, MapInfo, PerfEventAttr, ProgramInfo } from '@tslcc/native';
-import { Btf } from './btf.js';
+import type { Link, PerfEventAttr } from '@tslcc/native';
+import type { Btf } from './btf.js';
 import { type CompiledObject, type CompileOptions, compile, defaultCacheDir, kernelBtfPath } from './compile.js';
 import { configuredServer, fetchBtf } from './remote.js';
-import { CodecFactory } from './decode.js';
-import {
-  didYouMean, isNativeFailure, LbcError, NotFoundError, PermissionError, UnsupportedError, VerifierError,
-  type NativeFailure,
-} from './errors.js';
-import { EventMap, HistMap, KeyValueMap, LbcMap, type MapContext, MapType, StackMap } from './maps.js';
-import { kernelSymbols } from './kallsyms.js';
-import { native } from './native.js';
-import { checkBpfPermission, checkKprobes, checkTracepoint, kernelFunctionExists } from './system.js';
+import { didYouMean, LbcError, NotFoundError, UnsupportedError } from './errors.js';
+import { EventMap, type LbcMap } from './maps.js';
+import type { LoadedObject } from './object/loaded.js';
+import { findBinary, type KprobeOptions, type PerfEventOptions, type UprobeOptions } from './object/program.js';
+import { type ObjectSpec, openObject } from './object/spec.js';
+import { explicitAttachHint } from './object/sections.js';
+
+export type { KprobeOptions, PerfEventOptions, UprobeOptions } from './object/program.js';
+
+/** Per-program decisions made before load. `false` is `{ autoload: false }`. */
+export type ProgramOptions = false | {
+  /** Load (and so attach) this program. Default: true. */
+  autoload?: boolean;
+  /** Kernel function / tracepoint / LSM hook for fentry, fexit, tp_btf, lsm programs (e.g. `SEC("fentry/dummy")`). */
+  attachTarget?: string;
+};
+
+/** Per-map sizes set before load (for maps the C leaves at 0 or sizes for the host). */
+export interface MapOptions {
+  maxEntries?: number;
+  /** e.g. a stack map's `perf_max_stack_depth * 8`. */
+  valueSize?: number;
+  keySize?: number;
+}
 
 export interface LbcOptions {
   /** The BPF C source (pylcc: bpf_str). */
   source?: string;
-  /** A .bpf.c file to read when no source is given. Default `<name>.bpf.c` beside the script's cwd. */
+  /**
+   * A .bpf.c file to read when no source is given. Default `<name>.bpf.c` in the cwd. Its
+   * directory is an include directory (`#include "tool.h"` beside it works) and
+   * diagnostics name this path.
+   */
   path?: string;
-  /** Extra clang flags, e.g. "-DLBC_DEBUG" (pylcc: env). */
+  /** Extra clang flags, e.g. "-DLBC_DEBUG" (pylcc: env). Relative -I paths resolve against the cwd. */
   env?: string | string[];
+  /** Include directories, relative to the cwd (also pylcc's LBC_INCLUDE). */
+  includeDirs?: string[];
   /** Attach every program by its SEC() name at start (pylcc: attach=1). Default true. */
   attach?: boolean;
   /** Values for globals, set before load: `const volatile` (.rodata) config, .data and .bss initial values. */
   globals?: Record<string, unknown>;
+  /** Per-program choices before load: `{ handle_fentry: false, dummy_fentry: { attachTarget: 'vfs_read' } }`. */
+  programs?: Record<string, ProgramOptions>;
+  /** Per-map sizes before load: `{ stacks: { valueSize: 127 * 8, maxEntries: 10240 } }`. */
+  maps?: Record<string, MapOptions>;
+  /**
+   * The event type of event maps not declared with LBC_PERF_OUTPUT/LBC_RINGBUF:
+   * `{ events: 'struct event' }`. With the source at hand the compile adds a type carrier,
+   * so a struct used only as a local variable is found too.
+   */
+  events?: Record<string, string>;
+  /**
+   * Called with the opened object before load, to decide from the kernel's features:
+   * `spec.features.fentryAttachable('vfs_read')`, `spec.programs.x.autoload = false`,
+   * `spec.maps.m.maxEntries = n`, `spec.setGlobals({...})`.
+   */
+  beforeLoad?: (spec: ObjectSpec) => void | Promise<void>;
+  /** Where warnings go (default: stderr, "tslcc: warning: ..."). */
+  onWarning?: (message: string) => void;
   /** Compile options (mode, server, protocol, token, cacheDir, clang, arch). */
   compile?: Omit<CompileOptions, 'name' | 'flags'>;
   /** A precompiled CO-RE object to load instead of compiling. */
@@ -43,28 +84,18 @@ export interface LbcOptions {
   btfCustomPath?: string;
 }
 
-/** Options for attachUprobe. */
-export interface UprobeOptions {
-  /** Only this process (default -1: every process running the binary). */
-  pid?: number;
-  retprobe?: boolean;
-  /** Bytes past the symbol (symbol+offset), e.g. past the prologue so the caller shows in the stack. */
-  offset?: number;
-}
-
-/** Options for attachKprobe. */
-export interface KprobeOptions {
-  /** Byte offset into the function. */
-  offset?: number;
-  retprobe?: boolean;
-}
-
-/** Options for attachPerfEvent. */
-export interface PerfEventOptions {
-  /** Process to sample (-1: all). Default -1. */
-  pid?: number;
-  /** CPU (-1 with a pid: any). Default 0. */
-  cpu?: number;
+/** What became of one program: the decisions made before load and its links. */
+export interface ProgramState {
+  name: string;
+  section: string;
+  /** libbpf's program type name. */
+  typeName: string;
+  /** Loaded (autoload). */
+  autoload: boolean;
+  /** The attach target set before load, else the SEC() name's. */
+  attachTarget?: string;
+  /** Live links. */
+  links: number;
 }
 
 /** Default shape of `maps`: any map by name, checked at run time. Give LbcBase a type argument for static types. */
@@ -92,18 +123,19 @@ function installExitHooks(): void {
   }
 }
 
-const KPROBE_SEC = /^(kprobe|kretprobe|ksyscall|kretsyscall)\/(.+)$/;
-const RAW_TP_SEC = /^raw_(?:tp|tracepoint)(?:\.w)?\/(.+)$/;
-const TP_SEC = /^(?:tp|tracepoint)\/([^/]+)\/([^/]+)$/;
-const TRAMPOLINE_SEC = /^(fentry|fexit|fmod_ret|lsm|lsm\.s|fentry\.s|fexit\.s|fmod_ret\.s|freplace|tp_btf|iter)(\/|$)/;
-const EOPNOTSUPP = 95;
+const KNOWN_OPTIONS = ['source', 'path', 'env', 'includeDirs', 'attach', 'globals', 'programs', 'maps', 'events', 'beforeLoad', 'onWarning', 'compile', 'object', 'int64', 'btfCustomPath'];
 
-interface GlobalSection {
-  map: MapInfo;
-  section: string;
-  vars: Map<string, { name: string; type: number; offset: number; size: number }>;
-  /** Our shared mapping of the loaded map (see BpfObject.globalData), while open. */
-  live?: { buf: Buffer; dv: DataView; mapped: boolean };
+/**
+ * Source lines that make each `events` type discoverable in BTF (LBC_EVENT_TYPE), after
+ * the user's code so no line moves; a `#line` names them in diagnostics.
+ */
+export function eventCarriers(events: Record<string, string>): string {
+  const lines = Object.entries(events).map(([map, type]) => {
+    if (!/^\w+$/.test(map)) throw new LbcError('LBC_INVALID_ARGUMENT', `events: map name ${JSON.stringify(map)} is not a C identifier`);
+    if (!/^(?:(?:struct|union|enum)\s+)?\w+$/.test(type.trim())) throw new LbcError('LBC_INVALID_ARGUMENT', `events.${map}: ${JSON.stringify(type)} is not a C type name like "struct event"`);
+    return `LBC_EVENT_TYPE(${map}, ${type.trim()});`;
+  });
+  return lines.length ? `#line 1 "<events option>"\n${lines.join('\n')}\n` : '';
 }
 
 export class LbcBase<M extends object = AnyMaps> {
@@ -113,14 +145,13 @@ export class LbcBase<M extends object = AnyMaps> {
   readonly maps: M = {} as M;
   /** The compiled object (after start). */
   compiled?: CompiledObject;
+  /** Warnings given during start (also sent to onWarning / stderr). */
+  readonly warnings: string[] = [];
+  /** Programs left for an explicit attach call after start (their SEC() names no target). */
+  readonly unattached: string[] = [];
   protected readonly options: LbcOptions;
-  private obj?: BpfObject;
-  private btfView?: Btf;
-  private codecs?: CodecFactory;
-  private readonly links = new Map<string, { prog: string; link: Link }>();
-  private readonly resources = new Set<{ close(): void }>();
-  private globalSections = new Map<string, GlobalSection>();
-  private progInfo: ProgramInfo[] = [];
+  private spec?: ObjectSpec;
+  private loaded?: LoadedObject;
   /** 'closing': links gone, buffered events still being delivered (maps still readable). */
   private state: 'new' | 'starting' | 'running' | 'closing' | 'closed' = 'new';
 
@@ -128,9 +159,8 @@ export class LbcBase<M extends object = AnyMaps> {
     if (typeof name !== 'string' || !/^[A-Za-z_][\w.-]*$/.test(name)) {
       throw new LbcError('LBC_INVALID_ARGUMENT', `LbcBase: name must be a plain identifier like "runlatency", got ${JSON.stringify(name)}`);
     }
-    const known = ['source', 'path', 'env', 'attach', 'globals', 'compile', 'object', 'int64', 'btfCustomPath'];
     for (const k of Object.keys(options)) {
-      if (!known.includes(k)) throw new LbcError('LBC_INVALID_ARGUMENT', `LbcBase "${name}": unknown option "${k}"${didYouMean(k, known)}`);
+      if (!KNOWN_OPTIONS.includes(k)) throw new LbcError('LBC_INVALID_ARGUMENT', `LbcBase "${name}": unknown option "${k}"${didYouMean(k, KNOWN_OPTIONS)}`);
     }
     this.name = name;
     this.options = options;
@@ -138,17 +168,34 @@ export class LbcBase<M extends object = AnyMaps> {
 
   /** The object's BTF (after start). */
   get btf(): Btf {
-    if (!this.btfView) throw new LbcError('LBC_CLOSED', `"${this.name}": not started; call start() first`);
-    return this.btfView;
+    const spec = this.loaded?.spec ?? this.spec;
+    if (!spec) throw new LbcError('LBC_CLOSED', `"${this.name}": not started; call start() first`);
+    return spec.btf;
   }
 
-  /** Programs of the object: name, SEC() name, type. */
-  get programs(): readonly ProgramInfo[] {
-    return this.progInfo;
+  /** Programs of the object with the decisions made before load and their live links. */
+  get programs(): readonly ProgramState[] {
+    const spec = this.loaded?.spec ?? this.spec;
+    if (!spec) return [];
+    return Object.values(spec.programs).map((p) => ({
+      name: p.name, section: p.section, typeName: p.type, autoload: p.autoload, attachTarget: p.attachTarget,
+      links: this.loaded?.programs[p.name]?.linkCount ?? 0,
+    }));
+  }
+
+  /** The loaded object (after start): programs with attach methods, maps, globals. */
+  get object(): LoadedObject {
+    if (!this.loaded) throw new LbcError('LBC_CLOSED', `"${this.name}": not started; call start() first`);
+    return this.loaded;
+  }
+
+  private warn(message: string): void {
+    this.warnings.push(message);
+    (this.options.onWarning ?? ((m: string) => process.stderr.write(`tslcc: warning: ${m}\n`)))(message);
   }
 
   /**
-   * Compile (cache first), open, set globals, load and (unless attach: false) attach.
+   * Compile (cache first), open, configure, load and (unless attach: false) attach.
    * On any failure everything already created is released before the error is thrown.
    * @throws CompileError, VerifierError, PermissionError, UnsupportedError, NotFoundError
    */
@@ -158,8 +205,13 @@ export class LbcBase<M extends object = AnyMaps> {
     try {
       await this.resolveKernelBtf();
       const elf = this.options.object ?? (await this.compileSource()).elf;
-      this.open(elf);
-      this.load();
+      const spec = openObject(elf, { name: this.name, btfCustomPath: this.btfPath, int64: this.options.int64, onWarning: (m) => this.warn(m) });
+      this.spec = spec;
+      this.configure(spec);
+      if (this.options.beforeLoad) await this.options.beforeLoad(spec);
+      this.loaded = spec.load();
+      this.spec = undefined;
+      Object.assign(this.maps, this.loaded.maps);
       live.add(this);
       installExitHooks();
       if (this.options.attach !== false) this.attachAll();
@@ -169,6 +221,30 @@ export class LbcBase<M extends object = AnyMaps> {
       this.close();
       throw e;
     }
+  }
+
+  /** The options' pre-load decisions, applied to the opened object. */
+  private configure(spec: ObjectSpec): void {
+    for (const [name, o] of Object.entries(this.options.programs ?? {})) {
+      const p = spec.program(name, 'programs option: program');
+      if (o === false) { p.autoload = false; continue; }
+      for (const k of Object.keys(o)) {
+        if (k !== 'autoload' && k !== 'attachTarget') throw new LbcError('LBC_INVALID_ARGUMENT', `programs.${name}: unknown option "${k}"${didYouMean(k, ['autoload', 'attachTarget'])}`);
+      }
+      if (o.autoload !== undefined) p.autoload = o.autoload;
+      if (o.attachTarget !== undefined) p.attachTarget = o.attachTarget;
+    }
+    for (const [name, o] of Object.entries(this.options.maps ?? {})) {
+      const m = spec.map(name, 'maps option: map');
+      for (const k of Object.keys(o)) {
+        if (!['maxEntries', 'valueSize', 'keySize'].includes(k)) throw new LbcError('LBC_INVALID_ARGUMENT', `maps.${name}: unknown option "${k}"${didYouMean(k, ['maxEntries', 'valueSize', 'keySize'])}`);
+      }
+      if (o.maxEntries !== undefined) m.maxEntries = o.maxEntries;
+      if (o.valueSize !== undefined) m.valueSize = o.valueSize;
+      if (o.keySize !== undefined) m.keySize = o.keySize;
+    }
+    for (const [map, type] of Object.entries(this.options.events ?? {})) spec.setEventType(map, type);
+    spec.setGlobals(this.options.globals ?? {});
   }
 
   /** Kernel BTF for CO-RE: the option, else the kernel's, else downloaded from the compile server. */
@@ -195,266 +271,85 @@ export class LbcBase<M extends object = AnyMaps> {
 
   private async compileSource(): Promise<CompiledObject> {
     let source = this.options.source;
+    let sourcePath: string | undefined;
     if (source === undefined) {
-      const file = this.options.path ?? path.resolve(`${this.name}.bpf.c`);
+      sourcePath = this.options.path ?? `${this.name}.bpf.c`;
       try {
-        source = fs.readFileSync(file, 'utf8');
+        source = fs.readFileSync(path.resolve(sourcePath), 'utf8');
       } catch (e) {
-        throw new NotFoundError(`start "${this.name}": no source given and cannot read "${file}": ${(e as Error).message}; pass { source } or { path }`);
+        throw new NotFoundError(`start "${this.name}": no source given and cannot read "${sourcePath}": ${(e as Error).message}; pass { source } or { path }`);
       }
     }
-    this.compiled = await compile(source, { btfPath: this.btfPath, ...this.options.compile, name: this.name, flags: this.options.env });
+    const carriers = eventCarriers(this.options.events ?? {});
+    if (carriers) source = `${source.endsWith('\n') ? source : `${source}\n`}${carriers}`;
+    this.compiled = await compile(source, {
+      btfPath: this.btfPath, ...this.options.compile, name: this.name, flags: this.options.env, sourcePath,
+      includeDirs: [...(this.options.includeDirs ?? []), ...(this.options.compile?.includeDirs ?? [])],
+      onWarning: (m) => this.warn(m),
+    });
     return this.compiled;
-  }
-
-  private open(elf: Buffer): void {
-    try {
-      this.obj = new (native().BpfObject)(elf, this.name, { btfCustomPath: this.btfPath });
-    } catch (e) {
-      throw wrapNative(e, `open "${this.name}"`);
-    }
-    const types = this.obj.btf();
-    if (!types) throw new LbcError('LBC_LOAD', `open "${this.name}": the object has no BTF; compile with -g`);
-    this.btfView = new Btf(types);
-    this.codecs = new CodecFactory(this.btfView, { int64: this.options.int64 });
-    this.progInfo = this.obj.programs();
-    for (const m of this.obj.maps()) {
-      if (!m.internal) continue;
-      const sec = this.btfView.get(m.btfValueTypeId);
-      if (sec?.kind !== 'datasec') continue;
-      this.globalSections.set(sec.name, { map: m, section: sec.name, vars: this.btfView.sectionVars(sec.name) });
-    }
-    // Ring buffers must be a power-of-two number of pages; round up what the user asked for.
-    for (const m of this.obj.maps()) {
-      if (m.type === MapType.RINGBUF) {
-        let n = 4096;
-        while (n < m.maxEntries) n *= 2;
-        if (n !== m.maxEntries) this.obj.setMapMaxEntries(m.name, n);
-      }
-    }
-    this.applyGlobals(this.options.globals ?? {});
-  }
-
-  private applyGlobals(values: Record<string, unknown>): void {
-    const obj = this.obj!;
-    const pending = new Map<string, Buffer>();
-    for (const [name, value] of Object.entries(values)) {
-      const hit = this.findGlobal(name);
-      if (!hit) {
-        const all = [...this.globalSections.values()].flatMap((s) => [...s.vars.keys()]).filter((n) => !n.startsWith('__lbc_'));
-        throw new LbcError('LBC_INVALID_ARGUMENT',
-          `set global "${name}" of "${this.name}": no such global${didYouMean(name, all)}; globals: ${all.join(', ') || '(none)'}`);
-      }
-      const { sec, v } = hit;
-      let buf = pending.get(sec.map.name);
-      if (!buf) {
-        buf = obj.initialValue(sec.map.name) ?? Buffer.alloc(sec.map.valueSize);
-        pending.set(sec.map.name, buf);
-      }
-      this.codecs!.encoder(v.type)(value, buf, new DataView(buf.buffer, buf.byteOffset, buf.byteLength), v.offset);
-    }
-    for (const [map, buf] of pending) obj.setInitialValue(map, buf);
-  }
-
-  private findGlobal(name: string): { sec: GlobalSection; v: { type: number; offset: number; size: number } } | undefined {
-    for (const sec of this.globalSections.values()) {
-      const v = sec.vars.get(name);
-      if (v) return { sec, v };
-    }
-    return undefined;
-  }
-
-  /**
-   * The live bytes of a global-data section: libbpf's mapping of the kernel map when it is
-   * mmapable (reads and writes are plain memory), else a copy read with one lookup.
-   */
-  private sectionData(sec: GlobalSection): { buf: Buffer; dv: DataView; mapped: boolean } {
-    if (sec.live) return sec.live;
-    const mapped = this.obj!.globalData(sec.map.name);
-    let buf = mapped;
-    if (!buf) {
-      buf = Buffer.alloc(sec.map.valueSize);
-      native().mapLookup(this.obj!.mapFd(sec.map.name), Buffer.alloc(4), buf);
-    }
-    const live = { buf, dv: new DataView(buf.buffer, buf.byteOffset, buf.byteLength), mapped: !!mapped };
-    if (mapped) sec.live = live; // valid until close(), which drops it
-    return live;
   }
 
   /** Read a global variable while running (.bss, .data, .rodata). */
   readGlobal(name: string): unknown {
-    this.assertOpen(`read global "${name}"`);
-    const hit = this.findGlobal(name);
-    if (!hit) throw new NotFoundError(`read global "${name}" of "${this.name}": no such global`);
-    const { buf, dv } = this.sectionData(hit.sec);
-    return this.codecs!.decoder(hit.v.type)(buf, dv, hit.v.offset);
+    return this.loadedFor(`read global "${name}"`).readGlobal(name);
   }
 
   /** Write a .bss or .data global while running. `const volatile` (.rodata) globals are set through `globals` before start. */
   writeGlobal(name: string, value: unknown): void {
-    this.assertOpen(`write global "${name}"`);
-    const hit = this.findGlobal(name);
-    if (!hit) throw new NotFoundError(`write global "${name}" of "${this.name}": no such global`);
-    if (hit.sec.section.startsWith('.rodata')) {
-      throw new LbcError('LBC_INVALID_ARGUMENT', `write global "${name}" of "${this.name}": it is const (.rodata) and frozen after load; pass it in { globals } before start()`);
-    }
-    const live = this.sectionData(hit.sec);
-    if (live.mapped) {
-      // Straight into the kernel map's memory; the field's bytes are written in place.
-      this.codecs!.encoder(hit.v.type)(value, live.buf, live.dv, hit.v.offset);
-      return;
-    }
-    this.codecs!.encoder(hit.v.type)(value, live.buf, live.dv, hit.v.offset);
-    native().mapUpdate(this.obj!.mapFd(hit.sec.map.name), Buffer.alloc(4), live.buf, 0);
+    this.loadedFor(`write global "${name}"`).writeGlobal(name, value);
   }
 
-  private load(): void {
-    checkBpfPermission(`load "${this.name}"`);
-    try {
-      this.obj!.load();
-    } catch (e) {
-      throw this.loadError(e);
-    }
-    kernelSymbols().invalidate(); // our programs' [bpf] symbols are new
-    this.buildMaps();
-  }
-
-  private loadError(e: unknown): LbcError {
-    if (!isNativeFailure(e)) return e as LbcError;
-    const log = e.libbpfLog ?? '';
-    const m = /prog '([^']+)': -- BEGIN PROG LOAD LOG --\n([\s\S]*?)-- END PROG LOAD LOG --/.exec(log);
-    const failedProg = m?.[1] ?? /prog '([^']+)': (?:BPF program load failed|failed to load)/.exec(log)?.[1];
-    const info = this.progInfo.find((p) => p.name === failedProg);
-    const sec = info ? ` (SEC("${info.section}"))` : '';
-    if (info && TRAMPOLINE_SEC.test(info.section) && (e.errno === 1 || e.errno === 524 || e.errno === EOPNOTSUPP || e.errno === 22) && !m?.[2]?.includes('R0')) {
-      const kind = info.section.split('/')[0]!;
-      return new UnsupportedError(
-        `load program "${info.name}"${sec}: kernel refused ${kind} programs (${e.message}); BPF trampolines need ` +
-        'CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS (fentry/fexit) and CONFIG_BPF_LSM with "bpf" in lsm= (LSM); ' +
-        'use a tracepoint (tp/...) or raw_tp instead',
-        kind === 'lsm' || kind === 'lsm.s' ? 'CONFIG_BPF_LSM' : 'BPF trampoline (fentry/fexit)',
-        ['tracepoint', 'raw_tp'], { errno: e.errno, libbpfLog: log });
-    }
-    if (m && m[2]!.trim()) {
-      const vlog = m[2]!;
-      const lines = vlog.trimEnd().split('\n');
-      const meaningful = lines.filter((l) => l.trim() && !/^processed \d+ insns|^verification time|^stack depth|^\s*$/.test(l));
-      const last = meaningful[meaningful.length - 1] ?? lines[lines.length - 1] ?? '';
-      const where = [...lines].reverse().find((l) => /@ \S+:\d+\s*$/.test(l));
-      const loc = where ? ` at ${/@ (\S+:\d+)\s*$/.exec(where)![1]}` : '';
-      return new VerifierError(
-        `load program "${failedProg}"${sec}: verifier rejected it${loc}: ${last.trim()} (${Math.max(0, lines.length - 1)} lines omitted)`,
-        failedProg!, vlog, e.errno);
-    }
-    if (e.errno === 1 || e.errno === 13) {
-      return new PermissionError(`load "${this.name}": ${e.message}; run as root or with CAP_BPF and CAP_PERFMON`, 'CAP_BPF', { errno: e.errno, libbpfLog: log });
-    }
-    const tail = log.trim().split('\n').slice(-3).join('; ');
-    return new LbcError('LBC_LOAD', `load "${this.name}": ${e.message}${tail ? `; libbpf: ${tail}` : ''}`, { errno: e.errno, libbpfLog: log });
-  }
-
-  private buildMaps(): void {
-    const btf = this.btfView!;
-    const ctx: MapContext = {
-      btf,
-      codecs: this.codecs!,
-      assertOpen: (what) => this.assertOpen(what),
-      readGlobal: (name) => this.readGlobal(name),
-      track: (c) => this.resources.add(c),
-    };
-    const maps = this.maps as Record<string, LbcMap>;
-    for (const info of this.obj!.maps()) {
-      if (info.internal) continue;
-      const carrier = btf.lbcCarrier(info.name);
-      let m: LbcMap;
-      switch (info.type) {
-        case MapType.PERF_EVENT_ARRAY:
-        case MapType.RINGBUF:
-          m = new EventMap(ctx, info, carrier.eventType ?? 0, carrier.eventN || 64);
-          break;
-        case MapType.STACK_TRACE:
-          m = new StackMap(ctx, info);
-          break;
-        default:
-          if (carrier.hist) m = new HistMap(ctx, info, carrier.hist);
-          else if (info.btfKeyTypeId && info.btfValueTypeId) m = new KeyValueMap(ctx, info);
-          else m = new LbcMap(ctx, info);
-      }
-      maps[info.name] = m;
-    }
+  private loadedFor(what: string): LoadedObject {
+    this.assertOpen(what);
+    return this.loaded!;
   }
 
   /** Throws LBC_CLOSED unless loaded and not closed. */
   assertOpen(what: string): void {
-    if (!this.obj || this.state === 'closed') throw new LbcError('LBC_CLOSED', `${what}: "${this.name}" is ${this.obj ? 'closed' : 'not started'}`);
+    if (!this.loaded || this.state === 'closed') throw new LbcError('LBC_CLOSED', `${what}: "${this.name}" is ${this.loaded ? 'closed' : 'not started'}`);
   }
 
-  private prog(name: string): ProgramInfo {
-    this.assertOpen(`attach "${name}"`);
-    const p = this.progInfo.find((x) => x.name === name);
-    if (!p) throw new NotFoundError(`attach "${name}": no program of that name in "${this.name}"${didYouMean(name, this.progInfo.map((x) => x.name))}`);
-    return p;
-  }
-
-  private keep(key: string, prog: string, make: () => Link): Link {
-    const existing = this.links.get(key);
-    if (existing) return existing.link; // attaching twice never creates (or leaks) a second link
-    const link = make();
-    this.links.set(key, { prog, link });
-    return link;
-  }
-
-  /** Attach every program whose SEC() name says where (programs that need a target are left for explicit calls). */
+  /**
+   * Attach every loaded program whose SEC() name says where. Programs whose SEC() names no
+   * target (`SEC("uprobe")`, `SEC("perf_event")`) are left for explicit calls and listed in
+   * `unattached` (with a warning for kinds that usually name one). A missing attach point
+   * throws, naming the program and the point. Two programs on one kernel event through
+   * different mechanisms (tp_btf/x and raw_tp/x, fentry/f and kprobe/f) get a warning:
+   * both fire, so counts double.
+   */
   attachAll(): void {
-    for (const p of this.progInfo) {
-      if (!p.autoload) continue;
-      try {
-        this.attach(p.name);
-      } catch (e) {
-        if (e instanceof LbcError && e.errno === EOPNOTSUPP && e.code === 'LBC_ATTACH') continue;
-        throw e;
+    const loaded = this.loadedFor('attach');
+    const byEvent = new Map<string, string[]>();
+    const bare: string[] = [];
+    for (const p of Object.values(loaded.programs)) {
+      const si = p.spec.sectionInfo;
+      if (!si.autoAttach) {
+        if (!this.unattached.includes(p.name)) this.unattached.push(p.name);
+        if (si.targetExpected) bare.push(`${p.name} (SEC("${p.section}"): ${explicitAttachHint(si.kind)})`);
+        continue;
+      }
+      p.attach();
+      if (si.event) byEvent.set(si.event, [...(byEvent.get(si.event) ?? []), p.name]);
+    }
+    if (bare.length) this.warn(`"${this.name}": programs left for explicit attach, their SEC() names no target: ${bare.join(', ')}`);
+    for (const [event, progs] of byEvent) {
+      const kinds = new Set(progs.map((n) => loaded.programs[n]!.spec.sectionInfo.kind));
+      if (progs.length > 1 && kinds.size > 1) {
+        this.warn(`"${this.name}": programs ${progs.map((n) => `"${n}" (SEC("${loaded.programs[n]!.section}"))`).join(' and ')} all fire on ${event.replace(/^tp:/, 'tracepoint ').replace(/^fn:([^:]+):(\w+)/, '$2 of $1')}, so counts will double; ` +
+          `load one of them: programs: { ${progs.slice(1).map((n) => `${n}: false`).join(', ')} }`);
       }
     }
   }
 
   /** Attach one program by its SEC() name. */
   attach(prog: string): Link {
-    const p = this.prog(prog);
-    const k = KPROBE_SEC.exec(p.section);
-    if (k) {
-      const what = `attach ${k[1]} "${k[2]}" (program "${prog}")`;
-      checkKprobes(what);
-      if (k[1]!.startsWith('k') && !k[1]!.includes('syscall') && !kernelFunctionExists(k[2]!.split('+')[0]!)) {
-        throw new NotFoundError(`${what}: no kernel function "${k[2]}" in /proc/kallsyms; check the name (grep ${k[2]} /proc/kallsyms) or use a tracepoint`);
-      }
-    }
-    const t = TP_SEC.exec(p.section);
-    if (t) checkTracepoint(t[1]!, t[2]!);
-    const raw = RAW_TP_SEC.exec(p.section);
-    const what = raw ? `attach raw tracepoint "${raw[1]}" (program "${prog}")` : `attach program "${prog}" (SEC("${p.section}"))`;
-    // The same key as the explicit call for the same target, so attach() and
-    // attachTracepoint() on one tracepoint share one link instead of failing with EEXIST.
-    const key = t ? `tp:${prog}:${t[1]}/${t[2]}` : raw ? `raw_tp:${prog}:${raw[1]}`
-      : k && !k[1]!.includes('syscall') ? `${k[1]}:${prog}:${k[2]}:0` : `sec:${prog}`;
-    try {
-      return this.keep(key, prog, () => this.nativeAttach(what, () => this.obj!.attach(prog)));
-    } catch (e) {
-      if (raw && e instanceof NotFoundError) {
-        throw new NotFoundError(`${what}: this kernel has no tracepoint "${raw[1]}"; raw tracepoints are named like their event without the category (ls /sys/kernel/tracing/events/*/)`, { errno: e.errno, libbpfLog: e.libbpfLog });
-      }
-      throw e;
-    }
+    return this.loadedFor(`attach "${prog}"`).program(prog).attach();
   }
 
   /** Attach a kprobe (or kretprobe) program to a kernel function. pylcc: attachKprobe(func, sym). */
   attachKprobe(prog: string, func: string, opts: KprobeOptions = {}): Link {
-    this.prog(prog);
-    const kind = opts.retprobe ? 'kretprobe' : 'kprobe';
-    const what = `attach ${kind} "${func}" (program "${prog}")`;
-    checkKprobes(what);
-    if (!kernelFunctionExists(func)) throw new NotFoundError(`${what}: no kernel function "${func}" in /proc/kallsyms; check the name or use a tracepoint`);
-    return this.keep(`${kind}:${prog}:${func}:${opts.offset ?? 0}`, prog,
-      () => this.nativeAttach(what, () => this.obj!.attachKprobe(prog, func, !!opts.retprobe, opts.offset ?? 0)));
+    return this.loadedFor(`attach "${prog}"`).program(prog).attachKprobe(func, opts);
   }
 
   attachKretprobe(prog: string, func: string): Link {
@@ -466,14 +361,7 @@ export class LbcBase<M extends object = AnyMaps> {
    * @param target symbol name (resolved by libbpf in .symtab/.dynsym) or byte offset.
    */
   attachUprobe(prog: string, binary: string, target: string | number, opts: UprobeOptions = {}): Link {
-    this.prog(prog);
-    const kind = opts.retprobe ? 'uretprobe' : 'uprobe';
-    const at = `${target}${opts.offset ? `+${opts.offset}` : ''}`;
-    const what = `attach ${kind} "${binary}:${at}" (program "${prog}")`;
-    if (!fs.existsSync(binary)) throw new NotFoundError(`${what}: no such file "${binary}"`);
-    return this.keep(`${kind}:${prog}:${binary}:${at}:${opts.pid ?? -1}`, prog,
-      () => this.nativeAttach(what, () => this.obj!.attachUprobe(prog, !!opts.retprobe, opts.pid ?? -1, binary,
-        (typeof target === 'number' ? target : 0) + (opts.offset ?? 0), typeof target === 'string' ? target : null)));
+    return this.loadedFor(`attach "${prog}"`).program(prog).attachUprobe(binary, target, opts);
   }
 
   attachUretprobe(prog: string, binary: string, target: string | number, opts: Omit<UprobeOptions, 'retprobe'> = {}): Link {
@@ -482,40 +370,16 @@ export class LbcBase<M extends object = AnyMaps> {
 
   /** Attach to tracepoint category/name (pylcc: attachTracepoint(func, category, name)). */
   attachTracepoint(prog: string, category: string, name: string): Link {
-    this.prog(prog);
-    checkTracepoint(category, name);
-    return this.keep(`tp:${prog}:${category}/${name}`, prog,
-      () => this.nativeAttach(`attach tracepoint "${category}/${name}" (program "${prog}")`, () => this.obj!.attachTracepoint(prog, category, name)));
+    return this.loadedFor(`attach "${prog}"`).program(prog).attachTracepoint(category, name);
   }
 
   attachRawTracepoint(prog: string, name: string): Link {
-    this.prog(prog);
-    return this.keep(`raw_tp:${prog}:${name}`, prog,
-      () => this.nativeAttach(`attach raw tracepoint "${name}" (program "${prog}")`, () => this.obj!.attachRawTracepoint(prog, name)));
+    return this.loadedFor(`attach "${prog}"`).program(prog).attachRawTracepoint(name);
   }
 
   /** Open a perf event and attach a SEC("perf_event") program to it. */
   attachPerfEvent(prog: string, attr: PerfEventAttr, opts: PerfEventOptions = {}): Link {
-    this.prog(prog);
-    const pid = opts.pid ?? -1;
-    const cpu = opts.cpu ?? 0;
-    const what = `attach perf event type ${attr.type} config ${attr.config} on cpu ${cpu} pid ${pid} (program "${prog}")`;
-    // The whole attr is the target: two breakpoints differ only in bpAddr, two samplers in frequency.
-    const attrKey = JSON.stringify(attr, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
-    return this.keep(`perf:${prog}:${attrKey}:${pid}:${cpu}`, prog, () => {
-      let fd: number;
-      try {
-        fd = native().perfEventOpen(attr, pid, cpu, -1, 0);
-      } catch (e) {
-        throw wrapNative(e, what);
-      }
-      try {
-        return this.nativeAttach(what, () => this.obj!.attachPerfEvent(prog, fd));
-      } catch (e) {
-        native().closeFd(fd);
-        throw e;
-      }
-    });
+    return this.loadedFor(`attach "${prog}"`).program(prog).attachPerfEvent(attr, opts);
   }
 
   /** attachPerfEvent on every online CPU (pylcc: attachAllCpuPerf). */
@@ -546,12 +410,7 @@ export class LbcBase<M extends object = AnyMaps> {
     const m = /^(.+?):([^:+]+)(?:\+(0x[0-9a-f]+|\d+))?$/i.exec(spec);
     if (!m) throw new LbcError('LBC_INVALID_ARGUMENT', `trace uprobe "${spec}": expected "binary:function" or "binary:function+offset"`);
     const [, bin, func, off] = m;
-    let binary = bin!;
-    if (!binary.includes('/')) {
-      const mapped = pid > 0 ? readMappedFiles(pid).find((f) => path.basename(f) === binary || path.basename(f).startsWith(`${binary}.`)) : undefined;
-      const inPath = (process.env.PATH ?? '').split(':').map((d) => path.join(d, binary)).find((f) => fs.existsSync(f));
-      binary = mapped ? `/proc/${pid}/root${mapped}` : inPath ?? binary;
-    }
+    const binary = findBinary(bin!, pid);
     return this.attachUprobe(prog, binary, func!, { pid: pid > 0 ? pid : -1, retprobe: opts.retprobe, offset: off ? Number(off) : undefined });
   }
 
@@ -593,60 +452,27 @@ export class LbcBase<M extends object = AnyMaps> {
 
   /** Attach an XDP program to an interface (index or name). */
   attachXdp(prog: string, iface: number | string): Link {
-    this.prog(prog);
-    const ifindex = typeof iface === 'number' ? iface : Number(readTrim(`/sys/class/net/${iface}/ifindex`, `attach xdp to "${iface}": no such interface`));
-    return this.keep(`xdp:${prog}:${ifindex}`, prog, () => this.nativeAttach(`attach xdp to ifindex ${ifindex} (program "${prog}")`, () => this.obj!.attachXdp(prog, ifindex)));
+    return this.loadedFor(`attach "${prog}"`).program(prog).attachXdp(iface);
   }
 
   /** Attach a cgroup program to the cgroup at `cgroupPath` (e.g. /sys/fs/cgroup). */
   attachCgroup(prog: string, cgroupPath: string): Link {
-    return this.attachByFd(prog, cgroupPath, 'cgroup', (fd) => this.obj!.attachCgroup(prog, fd));
+    return this.loadedFor(`attach "${prog}"`).program(prog).attachCgroup(cgroupPath);
   }
 
   /** Attach a netns program (flow_dissector, sk_lookup) to a network namespace (default: ours). */
   attachNetns(prog: string, netnsPath = '/proc/self/ns/net'): Link {
-    return this.attachByFd(prog, netnsPath, 'netns', (fd) => this.obj!.attachNetns(prog, fd));
-  }
-
-  private attachByFd(prog: string, file: string, kind: string, f: (fd: number) => Link): Link {
-    this.prog(prog);
-    const what = `attach ${kind} "${file}" (program "${prog}")`;
-    return this.keep(`${kind}:${prog}:${file}`, prog, () => {
-      let fd: number;
-      try {
-        fd = fs.openSync(file, 'r');
-      } catch (e) {
-        throw new NotFoundError(`${what}: ${(e as Error).message}`);
-      }
-      try {
-        return this.nativeAttach(what, () => f(fd));
-      } finally {
-        fs.closeSync(fd);
-      }
-    });
-  }
-
-  private nativeAttach(what: string, f: () => Link): Link {
-    try {
-      return f();
-    } catch (e) {
-      throw wrapNative(e, what);
-    }
+    return this.loadedFor(`attach "${prog}"`).program(prog).attachNetns(netnsPath);
   }
 
   /** Detach every link of one program. */
   detach(prog: string): void {
-    for (const [k, v] of this.links) {
-      if (v.prog === prog) {
-        v.link.destroy();
-        this.links.delete(k);
-      }
-    }
+    this.loaded?.detach(prog);
   }
 
   /** Number of live links (attachments). */
   get linkCount(): number {
-    return this.links.size;
+    return this.loaded?.links.size ?? 0;
   }
 
   /** Resolves on SIGINT or SIGTERM (pylcc: waitInterrupt). The tool then prints and closes. */
@@ -667,19 +493,13 @@ export class LbcBase<M extends object = AnyMaps> {
     if (this.state === 'closed' || this.state === 'closing') return;
     this.state = 'closing';
     live.delete(this as LbcBase<object>);
-    // Stop the producers first, then deliver what is still buffered while the maps can
-    // still be read (a callback may symbolize a stack), then free the kernel objects.
-    for (const { link } of this.links.values()) link.destroy();
-    this.links.clear();
-    const errors: unknown[] = [];
-    for (const r of this.resources) {
-      try { r.close(); } catch (e) { errors.push(e); }
+    try {
+      this.loaded?.close();
+    } finally {
+      this.spec?.close();
+      this.spec = undefined;
+      this.state = 'closed';
     }
-    this.resources.clear();
-    this.state = 'closed';
-    for (const sec of this.globalSections.values()) sec.live = undefined; // unmapped by close
-    this.obj?.close();
-    if (errors.length) throw errors[0];
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -689,36 +509,6 @@ export class LbcBase<M extends object = AnyMaps> {
 
 /** pylcc's name for LbcBase. */
 export const ClbcBase = LbcBase;
-
-function wrapNative(e: unknown, what: string): LbcError {
-  if (!isNativeFailure(e)) return e as LbcError;
-  const f = e as NativeFailure;
-  const reason = f.message.replace(/^\S+(?: \S+)?: /, '');
-  const opts = { errno: f.errno, libbpfLog: f.libbpfLog };
-  switch (f.errno) {
-    case 2: return new NotFoundError(`${what}: ${reason}`, opts);
-    case 1: case 13: return new PermissionError(`${what}: ${reason}; run as root or with CAP_BPF and CAP_PERFMON`, 'CAP_BPF', opts);
-    case 17: return new LbcError('LBC_ATTACH', `${what}: the program is already attached there (by another process or object); detach it first`, opts);
-    default: return new LbcError('LBC_ATTACH', `${what}: ${reason}`, opts);
-  }
-}
-
-function readTrim(file: string, err: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trim();
-  } catch {
-    throw new NotFoundError(err);
-  }
-}
-
-/** Files mapped by process `pid` (from /proc/PID/maps). */
-function readMappedFiles(pid: number): string[] {
-  try {
-    return [...new Set(fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').map((l) => l.split(/\s+/)[5] ?? '').filter((p) => p.startsWith('/')))];
-  } catch {
-    return [];
-  }
-}
 
 /** Online CPU numbers from /sys/devices/system/cpu/online ("0-3,6"). */
 export function onlineCpus(text?: string): number[] {

@@ -26,6 +26,10 @@ export interface MapContext {
   readGlobal(name: string): unknown;
   /** Registers a resource the owner must close. */
   track(c: { close(): void }): void;
+  /** Reports a warning (stderr by default). */
+  warn?(message: string): void;
+  /** Named struct/union types of the object's BTF of this size, for messages. */
+  structTypes?(size: number): string[];
 }
 
 function mapError(op: string, map: string, e: unknown): LbcError {
@@ -356,6 +360,11 @@ export interface EventInfo {
   cpu: number;
   /** Record size in bytes. */
   size: number;
+  /**
+   * Bytes past sizeof(T), for records of variable length (a flexible array member, NUL-packed
+   * strings after a header): a copy, present only when the record is longer than T.
+   */
+  tail?: Buffer;
 }
 
 export interface EventMapOptions {
@@ -405,10 +414,26 @@ export class EventMap<T = unknown> extends LbcMap {
     this.kind = info.type === MapType.RINGBUF ? 'ring' : 'perf';
     this.typeId = typeId;
     this.eventSize = ctx.btf.sizeof(typeId);
-    // No event type (a perf map declared by hand, not with LBC_PERF_OUTPUT): raw bytes.
-    this.decoder = typeId ? ctx.codecs.decoder<T>(typeId) : ((b: Buffer, _dv: DataView, o: number) => b.subarray(o, o + b.readUInt32LE(o - 8)).toString('hex')) as unknown as Decoder<T>;
+    // No event type (a map declared by hand, without LBC_PERF_OUTPUT/LBC_EVENT_TYPE/events): raw bytes.
+    this.decoder = typeId ? ctx.codecs.decoder<T>(typeId) : ((b: Buffer, _dv: DataView, o: number) => {
+      const size = b.readUInt32LE(o - 8);
+      this.warnUntyped(size);
+      return b.subarray(o, o + size).toString('hex');
+    }) as unknown as Decoder<T>;
     this.defaultPages = defaultPages;
     if (this.kind === 'ring') this.dropVar = `__lbc_drops_${info.name}`;
+  }
+
+  private warnedUntyped = false;
+
+  /** Once per map: records arrive without a type; say how to name it and which types fit. */
+  private warnUntyped(size: number): void {
+    if (this.warnedUntyped) return;
+    this.warnedUntyped = true;
+    const fits = this.ctx.structTypes?.(size) ?? [];
+    this.ctx.warn?.(`event map "${this.name}" has no event type, so its records (${size} bytes) are delivered as hex strings; ` +
+      `name the type with LbcBase's { events: { ${this.name}: 'struct event' } } or LBC_EVENT_TYPE(${this.name}, struct event) in the source; ` +
+      (fits.length ? `types of ${size} bytes in the object: ${fits.join(', ')}` : `no type of ${size} bytes is in the object's BTF (a struct used only as a local leaves none; { events } with the source adds it)`));
   }
 
   /** Events lost so far (perf: reported by the kernel; ring: counted by the program). */
@@ -546,7 +571,7 @@ export class EventMap<T = unknown> extends LbcMap {
           event = this.decoder(s.buf, s.dv, 0);
         }
         this.received++;
-        const info = { cpu, size };
+        const info: EventInfo = size > need && need ? { cpu, size, tail: Buffer.from(batch.subarray(off + 8 + need, off + 8 + size)) } : { cpu, size };
         for (let i = 0; i < cbs.length; i++) cbs[i]!(event, info);
         if (iters.size) for (const it of iters) it.push(event);
       }

@@ -130,6 +130,10 @@ export interface RemoteCompileRequest {
   arch: string;
   /** The kernel BTF this object will run with (default /sys/kernel/btf/vmlinux). */
   btfPath?: string;
+  /** Local headers the source includes, relative to the bundle root (see collectHeaders). */
+  headers?: Array<{ path: string; content: string }>;
+  /** Include directories of the bundle, relative to its root; `quote` ones only for #include "...". */
+  includeDirs?: Array<{ path: string; quote: boolean }>;
 }
 
 export interface RemoteCompileResult {
@@ -155,7 +159,8 @@ export async function remoteCompile(req: RemoteCompileRequest, opts: RemoteOptio
   if (opts.protocol === 'pylcc') return pylccCompile(server, req, unameArch, opts);
   const btfFile = req.btfPath ?? (process.env.TSLCC_KERNEL_BTF || '/sys/kernel/btf/vmlinux');
   const kernel = { release: os.release(), btfHash: fileSha256(btfFile) };
-  const body = Buffer.from(JSON.stringify({ name: req.name, source: req.source, flags: req.flags, arch: unameArch, kernel }));
+  const bundle = req.headers?.length ? { headers: req.headers, includeDirs: req.includeDirs ?? [] } : {};
+  const body = Buffer.from(JSON.stringify({ name: req.name, source: req.source, flags: req.flags, arch: unameArch, kernel, ...bundle }));
   let r = await call(server, 'POST', '/v1/compile', body, opts, what);
   if (r.status === 409 && (json(r).error as { code?: string } | undefined)?.code === 'BTF_REQUIRED') {
     if (!kernel.btfHash) throw failure(what, server, r);

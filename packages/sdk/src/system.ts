@@ -77,12 +77,16 @@ export function hasKprobes(): boolean {
   return TRACEFS_PATHS.some((p) => fs.existsSync(`${p}/kprobe_events`));
 }
 
-export function checkKprobes(what: string): void {
+/**
+ * Throws UnsupportedError when the kernel has no kprobes. `alternatives` are what this
+ * kernel accepts instead (asked of the feature probes); default: tracepoints and raw_tp.
+ */
+export function checkKprobes(what: string, alternatives: string[] = ['tracepoints (tp/category/name)', 'raw_tp']): void {
   if (hasKprobes()) return;
   throw new UnsupportedError(
     `${what}: kernel has no kprobe support (CONFIG_KPROBES is off: no kprobe PMU, no kprobe_events); ` +
-    'use a tracepoint (SEC("tp/category/name")) or fentry (SEC("fentry/func"))',
-    'CONFIG_KPROBES', ['tracepoint', 'raw_tp', 'fentry']);
+    `this kernel accepts: ${alternatives.join(', ')}`,
+    'CONFIG_KPROBES', alternatives);
 }
 
 /** Whether a kernel function exists (in /proc/kallsyms). */

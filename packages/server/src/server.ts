@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzip, gzipSync } from 'node:zlib';
 import {
-  cachedObjectPath, clangArgs, clangIdentity, compileFailure, compileKey, type Diagnostic, findClang, INCLUDE_DIR,
+  checkBundle, MAX_BUNDLE_BYTES, cachedObjectPath, clangArgs, clangIdentity, compileFailure, compileKey, type Diagnostic, findClang, INCLUDE_DIR,
   fileSha256, kernelArch, parseDiagnostics, pchKey, sha256, wrapSource, writeAtomic,
 } from '@tslcc/sdk';
 import { Metrics } from './metrics.js';
@@ -75,6 +75,9 @@ interface CompileJob {
   flags: string[];
   arch: string;
   btfHash: string;
+  /** Local headers of the client, laid out under inc/ in the scratch dir. */
+  headers?: Array<{ path: string; content: string }>;
+  includeDirs?: Array<{ path: string; quote: boolean }>;
 }
 
 interface CompileOutcome {
@@ -280,7 +283,7 @@ export class CompileServer {
 
   private async compileV1(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     // JSON escaping can double a source's size; the source itself is checked exactly below.
-    const body = await this.jsonBody(req, this.options.maxSourceBytes * 2 + 65536) as Record<string, unknown>;
+    const body = await this.jsonBody(req, this.options.maxSourceBytes * 2 + MAX_BUNDLE_BYTES * 2 + 65536) as Record<string, unknown>;
     const job = this.validate(body);
     const out = await this.compile(job);
     if (out.failure) {
@@ -316,13 +319,17 @@ export class CompileServer {
     if (!this.btfs.has(btfHash)) {
       throw new HttpError(409, 'BTF_REQUIRED', `no headers for the kernel with BTF ${btfHash.slice(0, 16)}...; upload its BTF (gzip) to PUT /v1/btf/${btfHash}`, { btfHash, upload: `/v1/btf/${btfHash}` });
     }
-    return { name, source: b.source, flags: flags as string[], arch, btfHash };
+    const bundleError = checkBundle(b.headers, b.includeDirs);
+    if (bundleError) throw new HttpError(400, 'BAD_HEADERS', `headers: ${bundleError}`);
+    const headers = b.headers as CompileJob['headers'];
+    return { name, source: b.source, flags: flags as string[], arch, btfHash, ...(headers?.length ? { headers, includeDirs: b.includeDirs as CompileJob['includeDirs'] } : {}) };
   }
 
   /** The server's compile path: cache, identical requests joined, queue, sandboxed clang. */
   async compile(job: CompileJob): Promise<CompileOutcome> {
     const wrapped = wrapSource(job.source);
-    const key = sha256(`${compileKey({ name: job.name, source: wrapped, flags: job.flags, compiler: this.clangId, arch: job.arch })}:${job.btfHash}`);
+    const bundle = job.headers ? { headers: job.headers.map((h) => [h.path, sha256(h.content)]), dirs: job.includeDirs } : undefined;
+    const key = sha256(`${compileKey({ name: job.name, source: wrapped, flags: job.flags, compiler: this.clangId, arch: job.arch, extra: bundle })}:${job.btfHash}`);
     const file = cachedObjectPath(this.options.dataDir, key);
     if (fs.existsSync(file)) {
       this.metrics.inc('tslcc_cache_hits_total');
@@ -359,10 +366,25 @@ export class CompileServer {
     try {
       const src = `${job.name}.bpf.c`;
       fs.writeFileSync(path.join(scratch, src), wrapped);
+      // The client's headers under inc/, include flags relative to the scratch dir (clang's cwd
+      // in and out of the sandbox). Paths were checked: relative, plain segments, no "..".
+      const incFlags: string[] = [];
+      if (job.headers) {
+        try {
+          for (const h of job.headers) {
+            const dest = path.join(scratch, 'inc', ...h.path.split('/'));
+            fs.mkdirSync(path.dirname(dest), { recursive: true });
+            fs.writeFileSync(dest, h.content, { flag: 'wx' });
+          }
+        } catch (e) {
+          throw new HttpError(400, 'BAD_HEADERS', `headers: cannot lay them out (${(e as NodeJS.ErrnoException).code ?? 'error'}): a path is both a file and a directory, or repeated`);
+        }
+        for (const d of job.includeDirs ?? []) incFlags.push(d.quote ? '-iquote' : '-I', d.path ? `inc/${d.path}` : 'inc');
+      }
       const sandboxed = this.sandbox.kind === 'bwrap';
       const pchDir = await this.pch(job, vmlinuxDir);
       const args = clangArgs({
-        arch: job.arch, src, out: 'out.bpf.o', flags: job.flags,
+        arch: job.arch, src, out: 'out.bpf.o', flags: [...incFlags, ...job.flags],
         includeDir: sandboxed ? INSIDE.include : INCLUDE_DIR, vmlinuxDir: sandboxed ? INSIDE.vmlinux : vmlinuxDir,
         pch: pchDir ? path.join(sandboxed ? INSIDE.pch : pchDir, 'lbc.h.pch') : undefined,
       });
