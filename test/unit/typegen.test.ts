@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import ts from 'typescript';
 import { beforeAll, describe, expect, test } from 'vitest';
 import * as native from '@tslcc/native';
-import { Btf, CodecFactory, compile, generateTypes, MapType } from '@tslcc/sdk';
+import { Btf, CodecFactory, compile, generateTypes, generateTypesFromBtf, MapType } from '@tslcc/sdk';
 import { REPO, tempDir } from '../helpers';
 
 const SRC = `
@@ -373,5 +373,78 @@ describe('generateTypes (clang, no kernel)', () => {
       expect(seen.sort()).toEqual(checker.getPropertiesOfType(g).map((p) => p.name).sort());
       expect(seen.sort()).toEqual(['last', 'target_pid', 'total', 'want']);
     });
+  });
+});
+
+// Hand-built BTF and map list (no clang, no addon) for what the C above does not reach.
+describe('generateTypesFromBtf (hand-built BTF)', () => {
+  const mem = (name: string, type: number, bitOffset = 0, bitSize = 0) => ({ name, type, bitOffset, bitSize });
+  const types: native.BtfTypes = [
+    null,
+    { id: 1, kind: 'int', name: 'unsigned int', size: 4, signed: false, bits: 32, bitOffset: 0 },
+    { id: 2, kind: 'typedef', name: 'u32', type: 1 },
+    { id: 3, kind: 'int', name: 'long unsigned int', size: 8, signed: false, bits: 64, bitOffset: 0 },
+    { id: 4, kind: 'typedef', name: 'u64', type: 3 },
+    // An unnamed bitfield (padding), a _Bool bitfield, a long double the decoder cannot read.
+    { id: 5, kind: 'struct', name: 'val_t', size: 32, members: [mem('n', 4), mem('', 1, 64, 4), mem('on', 6, 68, 1), mem('ld', 7, 128)] },
+    { id: 6, kind: 'int', name: '_Bool', size: 1, signed: false, bool: true, bits: 8, bitOffset: 0 },
+    { id: 7, kind: 'float', name: 'long double', size: 16 },
+    { id: 8, kind: 'enum', name: 'TCP_STATE', size: 4, signed: false, values: [{ name: 'TCP_ESTABLISHED', value: 1 }, { name: 'TCP_CLOSE', value: 7 }] },
+    { id: 9, kind: 'struct', name: '', size: 8, members: [mem('a', 2), mem('st', 8, 32)] },
+  ];
+  const map = (name: string, type: number, typeName: string, k = 0, v = 0): native.MapInfo =>
+    ({ name, type, typeName, keySize: 4, valueSize: 8, maxEntries: 1, flags: 0, btfKeyTypeId: k, btfValueTypeId: v, internal: false, fd: -1 });
+  const maps = [
+    map('pc', MapType.PERCPU_HASH, 'percpu_hash', 2, 5), map('anon', MapType.HASH, 'hash', 2, 9),
+    map('anonpc', MapType.PERCPU_ARRAY, 'percpu_array', 2, 9), map('raw', MapType.PERF_EVENT_ARRAY, 'perf_event_array'),
+    map('plain', 3, 'prog_array'),
+  ];
+
+  test('per-CPU values are arrays, anonymous structs inline, hand-declared maps their plain class', () => {
+    expect(generateTypesFromBtf(new Btf(types), maps, { name: 'hand', command: 'test' })).toBe(`// Generated from the BTF of "hand" by \`test\` (generateTypes() of @tslcc/sdk). Do not edit.
+// Decoded with int64: 'bigint': pass the same option to LbcBase.
+import type { EventMap, KeyValueMap, LbcMap } from '@tslcc/sdk';
+
+/** struct val_t: 32 bytes. */
+export interface Val {
+  n: bigint; // u64
+  on: number; // _Bool : 1
+  ld: null; // long double
+}
+
+/** enum TCP_STATE: its fields decode to the value; compare with these. */
+export const TcpState = {
+  TCP_ESTABLISHED: 1,
+  TCP_CLOSE: 7,
+} as const;
+
+/** The maps of "hand" as LbcBase exposes them: \`class T extends LbcBase<HandMaps>\`. */
+export interface HandMaps {
+  anon: KeyValueMap<number, {
+    a: number; // u32
+    st: number; // enum TCP_STATE: see TcpState
+  }>; // hash
+  anonpc: KeyValueMap<number, {
+    a: number; // u32
+    st: number; // enum TCP_STATE: see TcpState
+  }[]>; // percpu_array
+  pc: KeyValueMap<number, Val[]>; // percpu_hash
+  plain: LbcMap; // prog_array
+  raw: EventMap<string>; // perf_event_array
+}
+
+/** The globals of "hand" as readGlobal() decodes them (writes also take numbers for bigint fields). */
+export interface HandGlobals {
+}
+`);
+  });
+
+  test('the decoders agree: padding adds no key, a _Bool bitfield is a number, long double is null', () => {
+    const f = new CodecFactory(new Btf(types));
+    const b = Buffer.alloc(32);
+    b[8] = 0x10; // bit 68: `on`
+    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    expect(f.decoder(5)(b, dv, 0)).toStrictEqual({ n: 0n, on: 1, ld: null });
+    expect(f.decoder(9)(b, dv, 0)).toStrictEqual({ a: 0, st: 0 });
   });
 });

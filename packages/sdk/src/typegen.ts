@@ -60,10 +60,11 @@ export function generateTypesFromBtf(btf: Btf, maps: MapInfo[], opts: TypegenOpt
   return new TypeGen(btf, maps, opts).run();
 }
 
-/** snake_case C name to a PascalCase TypeScript name; "" if nothing usable is left. */
+/** snake_case C name to a PascalCase TypeScript name (`data_t` → `Data`); "" if nothing usable is left. */
 export function pascalName(c: string): string {
   const words = c.replace(/_t$/, '').split(/[^A-Za-z0-9]+/).filter(Boolean);
-  const s = words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('');
+  // TCP_STATE → TcpState, as tcp_state would be; mixedCase words keep their case.
+  const s = words.map((w) => w[0]!.toUpperCase() + (w === w.toUpperCase() ? w.slice(1).toLowerCase() : w.slice(1))).join('');
   return /^[0-9]/.test(s) ? `T${s}` : s;
 }
 
