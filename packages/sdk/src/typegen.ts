@@ -210,7 +210,7 @@ class TypeGen {
             this.reached.add(t.id);
             this.fields(t, '  '); // reach what its members name
           }
-          return `__T${t.id}__`;
+          return `\u0001${t.id}\u0002`;
         }
         return `{\n${this.fields(t, `${indent}  `).join('\n')}\n${indent}}`;
       default:
@@ -223,7 +223,7 @@ class TypeGen {
     const t = this.btf.resolve(id);
     if ((t?.kind !== 'enum' && t?.kind !== 'enum64') || !this.named(t)) return this.btf.typeName(id);
     this.reached.add(t.id); // also for bitfields, which never reach type()
-    return `${this.btf.typeName(id)}: see __T${t.id}__`;
+    return `${this.btf.typeName(id)}: see \u0001${t.id}\u0002`;
   }
 
   private named(t: BtfType): boolean {
@@ -266,7 +266,7 @@ class TypeGen {
 
   /** Replace the placeholders of named types, known only once every name is assigned. */
   private fill(s: string): string {
-    return s.replace(/__T(\d+)__/g, (_, id: string) => this.names.get(Number(id)) ?? 'unknown');
+    return s.replace(/\u0001(\d+)\u0002/g, (_, id: string) => this.names.get(Number(id)) ?? 'unknown');
   }
 }
 
