@@ -105,13 +105,13 @@ describe('BTF decoders (clang layout, no kernel)', () => {
     expect([d.anon_a, d.anon_b]).toEqual([0x00010002, 0x0002]);
   });
 
-  test('enums decode to enumerator names, unknown values stay numbers', () => {
+  test('enums decode to their value, with or without an enumerator of that value', () => {
     const d = decode();
-    expect([d.col, d.unknown_col]).toEqual(['BLUE', 7]);
-    // clang >= 15 emits BTF_KIND_ENUM64 and the name decodes; clang 14 writes a 32-bit
-    // enum with the enumerator truncated, so no name matches and the lossless value is kept.
-    const bigEnum = btf.named('big')!;
-    expect(d.b).toBe(bigEnum.kind === 'enum64' ? 'HUGE' : 4294967296n);
+    expect([d.col, d.unknown_col]).toEqual([40, 7]);
+    // An 8-byte enum follows int64: clang >= 15 emits BTF_KIND_ENUM64, clang 14 an 8-byte
+    // BTF_KIND_ENUM (its enumerator truncated); the value read from memory is the same.
+    expect(d.b).toBe(4294967296n);
+    expect(decode('number').b).toBe(4294967296);
   });
 
   test('bitfields, signed and wider than 32 bits', () => {
@@ -146,5 +146,44 @@ describe('BTF decoders (clang layout, no kernel)', () => {
     const src = f.decoderSource(typeId);
     expect(src).toContain('"u32v": dv.getUint32(o + 8, true)');
     expect(src).not.toContain('switch');
+  });
+});
+
+// Hand-built BTF for what clang 14 cannot emit: BTF_KIND_ENUM64 and signed (kflag) enums.
+describe('enum decoding (hand-built BTF)', () => {
+  const types: native.BtfTypes = [
+    null,
+    { id: 1, kind: 'enum64', name: 'big', size: 8, signed: false, values: [{ name: 'HUGE', value: 0x100000000n }, { name: 'TOP', value: 0xffffffffffffffffn }] },
+    { id: 2, kind: 'enum', name: 'sgn', size: 4, signed: true, values: [{ name: 'NEG', value: -1 }, { name: 'ONE', value: 1 }] },
+    { id: 3, kind: 'enum64', name: 'sbig', size: 8, signed: true, values: [{ name: 'MIN', value: -(1n << 63n) }] },
+  ];
+  const btf = new Btf(types);
+  const at = (bytes: number[]) => { const b = Buffer.from(bytes); return [b, new DataView(b.buffer, b.byteOffset, b.byteLength)] as const; };
+  const dec = (id: number, bytes: number[], int64?: 'bigint' | 'number') => new CodecFactory(btf, { int64 }).decoder(id)(...at(bytes), 0);
+  const enc = (id: number, v: unknown, size: number) => { const [b, dv] = at(new Array(size).fill(0)); new CodecFactory(btf).encoder(id)(v, b, dv, 0); return [...b]; };
+
+  test('enum64 decodes to a bigint by default, a number with int64: number', () => {
+    const huge = [0, 0, 0, 0, 1, 0, 0, 0];
+    expect(dec(1, huge)).toBe(4294967296n);
+    expect(dec(1, huge, 'number')).toBe(4294967296);
+    expect(dec(1, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])).toBe(18446744073709551615n);
+    expect(dec(1, [7, 0, 0, 0, 0, 0, 0, 0])).toBe(7n); // no enumerator has that value
+    expect(dec(3, [0, 0, 0, 0, 0, 0, 0, 0x80])).toBe(-(1n << 63n));
+  });
+
+  test('signed 32-bit enums decode to signed numbers', () => {
+    expect(dec(2, [0xff, 0xff, 0xff, 0xff])).toBe(-1);
+    expect(dec(2, [1, 0, 0, 0])).toBe(1);
+    expect(dec(2, [9, 0, 0, 0])).toBe(9);
+  });
+
+  test('encoders take a number, a bigint or an enumerator name', () => {
+    expect(enc(1, 'HUGE', 8)).toEqual([0, 0, 0, 0, 1, 0, 0, 0]);
+    expect(enc(1, 4294967296n, 8)).toEqual([0, 0, 0, 0, 1, 0, 0, 0]);
+    expect(enc(1, 4294967296, 8)).toEqual([0, 0, 0, 0, 1, 0, 0, 0]);
+    expect(enc(2, 'NEG', 4)).toEqual([0xff, 0xff, 0xff, 0xff]);
+    expect(enc(2, -1, 4)).toEqual([0xff, 0xff, 0xff, 0xff]);
+    expect(enc(2, 9, 4)).toEqual([9, 0, 0, 0]);
+    expect(() => enc(2, 'TWO', 4)).toThrow('encode enum sgn: unknown enumerator "TWO"; expected one of NEG, ONE');
   });
 });

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import chalk from 'chalk';
 import { Command } from 'commander';
-import { CompileError, compile, describeObject, LbcError } from '@tslcc/sdk';
+import { CompileError, compile, describeObject, generateTypes, LbcError } from '@tslcc/sdk';
 import { startServer } from '@tslcc/server';
 import { doctor } from './doctor.js';
 
@@ -21,21 +21,30 @@ program
   .option('--protocol <p>', 'server protocol: tslcc (default) or pylcc')
   .option('-i, --inspect', 'print the programs, maps and globals of the object')
   .option('--json', 'print the result as JSON')
-  .addHelpText('after', '\nExamples:\n  tslcc compile opensnoop.bpf.c\n  tslcc compile tool.bpf.c -o /tmp/tool.bpf.o --inspect\n')
-  .action(async (file: string, o: { output?: string; flags?: string; arch?: string; cache: boolean; inspect?: boolean; json?: boolean; server?: string; protocol?: 'tslcc' | 'pylcc' }) => {
+  .option('--types [file]', 'write TypeScript types of the maps, events and globals from BTF (default: <name>.types.ts beside the object)')
+  .option('--int64 <mode>', 'for --types: how 64-bit integers decode, bigint (default) or number; match LbcBase\'s int64', 'bigint')
+  .addHelpText('after', '\nExamples:\n  tslcc compile opensnoop.bpf.c\n  tslcc compile tool.bpf.c -o /tmp/tool.bpf.o --inspect\n  tslcc compile opensnoop.bpf.c --types          # also writes opensnoop.types.ts\n')
+  .action(async (file: string, o: { output?: string; flags?: string; arch?: string; cache: boolean; inspect?: boolean; json?: boolean; server?: string; protocol?: 'tslcc' | 'pylcc'; types?: string | boolean; int64: string }) => {
+    if (o.int64 !== 'bigint' && o.int64 !== 'number') throw new LbcError('LBC_INVALID_ARGUMENT', `compile: --int64 must be bigint or number, got "${o.int64}"`);
     const source = fs.readFileSync(file, 'utf8');
     const name = path.basename(file).replace(/\.bpf\.c$|\.c$/, '');
     const out = o.output ?? path.join(path.dirname(file), `${name}.bpf.o`);
     const r = await compile(source, { name, flags: o.flags, arch: o.arch, noCache: !o.cache, ...(o.server ? { mode: 'remote' as const, server: o.server } : {}), protocol: o.protocol });
     fs.writeFileSync(out, r.elf);
+    const typesOut = o.types ? (typeof o.types === 'string' ? o.types : path.join(path.dirname(out), `${name}.types.ts`)) : undefined;
+    if (typesOut) {
+      const command = `tslcc compile ${path.basename(file)} --types${o.int64 === 'number' ? ' --int64 number' : ''}`;
+      fs.writeFileSync(typesOut, generateTypes(r.elf, { name, int64: o.int64, command }));
+    }
     const desc = o.inspect || o.json ? describeObject(r.elf, name) : undefined;
     if (o.json) {
-      process.stdout.write(`${JSON.stringify({ output: out, key: r.key, from: r.from, ms: Math.round(r.ms), bytes: r.elf.length, ...desc }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ output: out, ...(typesOut ? { types: typesOut } : {}), key: r.key, from: r.from, ms: Math.round(r.ms), bytes: r.elf.length, ...desc }, null, 2)}\n`);
       return;
     }
     for (const w of r.warnings) process.stderr.write(chalk.yellow(`${w.file}:${w.line}:${w.column}: warning: ${w.message}\n`));
     const how = r.from === 'cache' ? 'from cache' : `compiled ${r.from === 'remote' ? 'remotely ' : ''}in ${Math.round(r.ms)} ms`;
     process.stdout.write(`${chalk.green('✓')} ${out} (${r.elf.length} bytes, ${how}, key ${r.key.slice(0, 12)})\n`);
+    if (typesOut) process.stdout.write(`${chalk.green('✓')} ${typesOut} (types from BTF)\n`);
     if (desc) {
       for (const p of desc.programs) process.stdout.write(`  program ${chalk.bold(p.name)}  SEC("${p.section}")  ${p.typeName}\n`);
       for (const m of desc.maps) {

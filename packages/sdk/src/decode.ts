@@ -1,9 +1,16 @@
 /**
  * Decoders and encoders generated from BTF, once per type, as straight-line JavaScript:
  * structs (nested, anonymous members flattened as in C), unions (every member), arrays,
- * char arrays as strings, enums as their enumerator name, bitfields, pointers, floats.
+ * char arrays as strings, enums, bitfields, pointers, floats.
  * 64-bit integers and pointers are BigInt by default (lossless); `int64: 'number'` trades
  * precision above 2^53 for speed.
+ *
+ * Enums decode to their integer value, as in C, whether or not an enumerator has that
+ * value: a number, or for an 8-byte enum (BTF_KIND_ENUM64) a value that follows `int64`
+ * (BigInt by default). One type per field means a generated TypeScript type can be exact
+ * (see typegen.ts, which also exports the enumerators as `as const` objects, so code reads
+ * `e.state === TaskState.TASK_RUNNING`); a name-or-number union could not be compared
+ * without a typeof test. Encoders take a number, a BigInt or an enumerator name.
  */
 import type { BtfType } from '@tslcc/native';
 import { Btf } from './btf.js';
@@ -50,7 +57,6 @@ interface Gen {
   big: boolean;
   fns: Map<number, string>;
   defs: string[];
-  consts: unknown[];
 }
 
 export class CodecFactory {
@@ -89,17 +95,17 @@ export class CodecFactory {
     return this.generate(id).src;
   }
 
-  private generate(id: number): { src: string; consts: unknown[] } {
-    const g: Gen = { btf: this.btf, big: this.big, fns: new Map(), defs: [], consts: [] };
+  private generate(id: number): { src: string } {
+    const g: Gen = { btf: this.btf, big: this.big, fns: new Map(), defs: [] };
     const root = fnFor(g, id);
     const src = `"use strict";\n${g.defs.join('\n')}\nreturn ${root};`;
-    return { src, consts: g.consts };
+    return { src };
   }
 
   private buildDecoder(id: number): Decoder {
-    const { src, consts } = this.generate(id);
+    const { src } = this.generate(id);
     // eslint-disable-next-line @typescript-eslint/no-implied-eval
-    return new Function('K', 'cstr', 'bitfield', 'u128', src)(consts, cstr, bitfield, u128) as Decoder;
+    return new Function('cstr', 'bitfield', 'u128', src)(cstr, bitfield, u128) as Decoder;
   }
 
   private buildEncoder(id: number): Encoder {
@@ -160,7 +166,8 @@ export class CodecFactory {
   }
 }
 
-function isCharArray(btf: Btf, elemId: number): boolean {
+/** Whether an array of this element type decodes as a string (shared with typegen.ts). */
+export function isCharArray(btf: Btf, elemId: number): boolean {
   // `char x[16]` is text; `u8 x[16]` (a typedef of unsigned char) is bytes.
   let t = btf.get(elemId);
   while (t && t.kind !== 'int') {
@@ -179,11 +186,6 @@ function fnFor(g: Gen, id: number): string {
   return name;
 }
 
-function konst(g: Gen, v: unknown): string {
-  g.consts.push(v);
-  return `K[${g.consts.length - 1}]`;
-}
-
 /** A JS expression that decodes type `id` at byte offset expression `o`. */
 function expr(g: Gen, id: number, o: string): string {
   const t = g.btf.resolve(id);
@@ -193,12 +195,9 @@ function expr(g: Gen, id: number, o: string): string {
     case 'ptr': return g.big ? `dv.getBigUint64(${o}, true)` : `Number(dv.getBigUint64(${o}, true))`;
     case 'float':
       return t.size === 4 ? `dv.getFloat32(${o}, true)` : t.size === 8 ? `dv.getFloat64(${o}, true)` : 'null';
-    case 'enum': case 'enum64': {
-      const names = new Map<string, string>();
-      for (const v of t.values ?? []) if (!names.has(String(v.value))) names.set(String(v.value), v.name);
-      const raw = intExpr(g, { ...t, kind: 'int', signed: t.signed ?? false, bits: (t.size ?? 4) * 8, bitOffset: 0 }, o);
-      return `((v) => ${konst(g, names)}.get(String(v)) ?? v)(${raw})`;
-    }
+    case 'enum': case 'enum64':
+      // The value, never the enumerator name: see the comment at the top of this file.
+      return intExpr(g, { ...t, kind: 'int', signed: t.signed ?? false, bits: (t.size ?? 4) * 8, bitOffset: 0 }, o);
     case 'array': {
       const n = t.nelems ?? 0;
       const es = g.btf.sizeof(t.type ?? 0);

@@ -31,6 +31,7 @@ export { remoteCompile, fetchBtf, serverUrl, RemoteError, type RemoteOptions, ty
 export { EventMap, KeyValueMap, HistMap, StackMap, LbcMap, MapType, formatHistogram, type EventInfo, type EventMapOptions } from './maps.js';
 export { Btf } from './btf.js';
 export { CodecFactory, type CodecOptions, type Decoder, type Encoder } from './decode.js';
+export { generateTypes, generateTypesFromBtf, type TypegenOptions } from './typegen.js';
 export { KernelSymbols, kernelSymbols, formatFrame, type KernelFrame } from './kallsyms.js';
 export {
   Symbolizer, symbolizer, formatAnyFrame, foldStacks, parseMaps,
