@@ -12,7 +12,7 @@
  * t.maps.events.on((e) => console.log(e.pid, e.comm));
  * ```
  */
-export { LbcBase, ClbcBase, onlineCpus, type LbcOptions, type KprobeOptions, type UprobeOptions, type PerfEventOptions, type AnyMaps } from './lbc.js';
+export { LbcBase, ClbcBase, onlineCpus, type LbcOptions, type KprobeOptions, type UprobeOptions, type UsdtOptions, type PerfEventOptions, type AnyMaps } from './lbc.js';
 export {
   compile, defaultCacheDir, findClang, kernelArch, INCLUDE_DIR, clangArgs, compileKey, compileFailure, parseDiagnostics,
   lbcHeaderHash, wrapSource, sha256, fileSha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags, pchKey, kernelBtfPath,
@@ -28,6 +28,7 @@ export {
   type Frame, type UserFrame, type Mapping, type SymbolizerOptions,
 } from './symbolize/symbolizer.js';
 export { ElfFile, SymbolTable, fileSource, bufferSource, type ElfSource, type SymbolHit } from './symbolize/elf.js';
+export { listUsdtProbes, type UsdtProbe } from './usdt.js';
 export { describeObject, type ObjectDescription, type MapDescription } from './inspect.js';
 export { checkBpfPermission, ensureTracefs, hasKprobes, kernelFeatures, type KernelFeatures } from './system.js';
 export { setBinding } from './native.js';
