@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool make gcc g++ binutils python3 bubblewrap util-linux)
+pkgs=(clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool make gcc g++ binutils python3 bubblewrap util-linux systemtap-sdt-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -22,6 +22,20 @@ export function probeBinary(): string {
   return probe;
 }
 
+let usdtApp: string | undefined;
+/**
+ * Build test/fixtures/usdt/app.c once (gcc -O1, <sys/sdt.h> from systemtap-sdt-dev); returns
+ * the binary path. `app N` waits for a byte on stdin, then fires tslcc:tick N times and
+ * tslcc:done once; `app N go` does not wait.
+ */
+export function usdtBinary(): string {
+  if (usdtApp) return usdtApp;
+  const dir = tempDir('usdt');
+  usdtApp = path.join(dir, 'tslcc-usdt');
+  execFileSync('gcc', ['-O1', '-o', usdtApp, path.join(__dirname, 'fixtures', 'usdt', 'app.c')]);
+  return usdtApp;
+}
+
 /** Run the probe synchronously (the event loop is blocked meanwhile); returns its pid. */
 export function runProbe(...args: string[]): number {
   return runProbeEnv({}, ...args);

@@ -120,6 +120,8 @@ export declare class BpfObject {
   attach(prog: string): Link;
   attachKprobe(prog: string, func: string, retprobe: boolean, offset: number): Link;
   attachUprobe(prog: string, retprobe: boolean, pid: number, binary: string, offset: number, func: string | null): Link;
+  /** bpf_program__attach_usdt; pid -1: every process; cookie is read with bpf_usdt_cookie(). */
+  attachUsdt(prog: string, pid: number, binary: string, provider: string, name: string, cookie: number | bigint): Link;
   attachTracepoint(prog: string, category: string, name: string): Link;
   attachRawTracepoint(prog: string, name: string): Link;
   /** The link takes ownership of perfFd and closes it on destroy. */

@@ -83,6 +83,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
             InstanceMethod("attach", &BpfObject::Attach),
             InstanceMethod("attachKprobe", &BpfObject::AttachKprobe),
             InstanceMethod("attachUprobe", &BpfObject::AttachUprobe),
+            InstanceMethod("attachUsdt", &BpfObject::AttachUsdt),
             InstanceMethod("attachTracepoint", &BpfObject::AttachTracepoint),
             InstanceMethod("attachRawTracepoint", &BpfObject::AttachRawTracepoint),
             InstanceMethod("attachPerfEvent", &BpfObject::AttachPerfEvent),
@@ -351,6 +352,23 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     errno = 0;
     return LinkOrThrow(env, bpf_program__attach_uprobe_opts(p, pid, path.c_str(), off, &uo),
                        "bpf_program__attach_uprobe_opts", path + (fn.empty() ? "" : ":" + fn));
+  }
+
+  // attachUsdt(prog, pid, binaryPath, provider, name, cookie: number | bigint)
+  Napi::Value AttachUsdt(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    struct bpf_program *p = Prog(env, info[0]);
+    int pid = info[1].As<Napi::Number>().Int32Value();
+    std::string path = info[2].As<Napi::String>(), provider = info[3].As<Napi::String>(),
+                name = info[4].As<Napi::String>();
+    bool lossless;
+    uint64_t cookie = info[5].IsBigInt() ? info[5].As<Napi::BigInt>().Uint64Value(&lossless)
+                                         : (uint64_t)info[5].As<Napi::Number>().Int64Value();
+    LIBBPF_OPTS(bpf_usdt_opts, uo, .usdt_cookie = cookie);
+    BeginLog();
+    errno = 0;
+    return LinkOrThrow(env, bpf_program__attach_usdt(p, pid, path.c_str(), provider.c_str(), name.c_str(), &uo),
+                       "bpf_program__attach_usdt", path + ":" + provider + ":" + name);
   }
 
   Napi::Value AttachTracepoint(const Napi::CallbackInfo &info) {

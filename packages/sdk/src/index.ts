@@ -13,7 +13,7 @@
  * ```
  */
 export {
-  LbcBase, ClbcBase, onlineCpus, eventCarriers, type LbcOptions, type KprobeOptions, type UprobeOptions, type PerfEventOptions, type AnyMaps,
+  LbcBase, ClbcBase, onlineCpus, eventCarriers, type LbcOptions, type KprobeOptions, type UprobeOptions, type UsdtOptions, type PerfEventOptions, type AnyMaps,
   type ProgramOptions, type MapOptions, type ProgramState,
 } from './lbc.js';
 export { openObject, ObjectSpec, ProgramSpec, MapSpec, type OpenObjectOptions } from './object/spec.js';
@@ -38,6 +38,7 @@ export {
   type Frame, type UserFrame, type Mapping, type SymbolizerOptions,
 } from './symbolize/symbolizer.js';
 export { ElfFile, SymbolTable, fileSource, bufferSource, type ElfSource, type SymbolHit } from './symbolize/elf.js';
+export { listUsdtProbes, type UsdtProbe } from './usdt.js';
 export { describeObject, type ObjectDescription, type MapDescription } from './inspect.js';
 export { checkBpfPermission, ensureTracefs, hasKprobes, kernelFeatures, type KernelFeatures } from './system.js';
 export { setBinding } from './native.js';

@@ -14,11 +14,11 @@ import { configuredServer, fetchBtf } from './remote.js';
 import { didYouMean, LbcError, NotFoundError, UnsupportedError } from './errors.js';
 import { EventMap, type LbcMap } from './maps.js';
 import type { LoadedObject } from './object/loaded.js';
-import { findBinary, type KprobeOptions, type PerfEventOptions, type UprobeOptions } from './object/program.js';
+import { findBinary, type KprobeOptions, type PerfEventOptions, type UprobeOptions, type UsdtOptions } from './object/program.js';
 import { type ObjectSpec, openObject } from './object/spec.js';
 import { explicitAttachHint } from './object/sections.js';
 
-export type { KprobeOptions, PerfEventOptions, UprobeOptions } from './object/program.js';
+export type { KprobeOptions, PerfEventOptions, UprobeOptions, UsdtOptions } from './object/program.js';
 
 /** Per-program decisions made before load. `false` is `{ autoload: false }`. */
 export type ProgramOptions = false | {
@@ -366,6 +366,18 @@ export class LbcBase<M extends object = AnyMaps> {
 
   attachUretprobe(prog: string, binary: string, target: string | number, opts: Omit<UprobeOptions, 'retprobe'> = {}): Link {
     return this.attachUprobe(prog, binary, target, { ...opts, retprobe: true });
+  }
+
+  /**
+   * Attach a SEC("usdt") program to the USDT probe `provider:name` of a process (`{ pid }`)
+   * or a binary (`{ binary }`); see Program.attachUsdt.
+   * @example
+   * ```ts
+   * tool.attachUsdt('on_tick', { pid: child.pid }, 'tslcc', 'tick', { cookie: 7 });
+   * ```
+   */
+  attachUsdt(prog: string, target: { pid?: number; binary?: string }, provider: string, name: string, opts: UsdtOptions = {}): Link {
+    return this.loadedFor(`attach "${prog}"`).program(prog).attachUsdt(target, provider, name, opts);
   }
 
   /** Attach to tracepoint category/name (pylcc: attachTracepoint(func, category, name)). */

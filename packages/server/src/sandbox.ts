@@ -88,6 +88,9 @@ export class Sandbox {
         '--symlink', 'usr/lib', '/lib',
         ...(fs.existsSync('/usr/lib64') ? ['--symlink', 'usr/lib64', '/lib64'] : []),
         '--ro-bind', '/usr/include/bpf', '/usr/include/bpf',
+        // <bpf/usdt.bpf.h> includes <linux/errno.h> (→ asm-generic/errno.h): public UAPI headers.
+        '--ro-bind-try', '/usr/include/linux', '/usr/include/linux',
+        '--ro-bind-try', '/usr/include/asm-generic', '/usr/include/asm-generic',
         ...(paths.includeDir ? ['--ro-bind', paths.includeDir, INSIDE.include] : []),
         ...(paths.vmlinuxDir ? ['--ro-bind', paths.vmlinuxDir, INSIDE.vmlinux] : []),
         ...(paths.pchDir ? ['--ro-bind', paths.pchDir, INSIDE.pch] : []),

@@ -11,6 +11,7 @@ import { checkKprobes, checkTracepoint, kernelFunctionExists } from '../system.j
 import { kernelProbes } from './features.js';
 import { alternativesFor, type LoadedObject, wrapNative } from './loaded.js';
 import { explicitAttachHint } from './sections.js';
+import { listUsdtProbes } from '../usdt.js';
 import type { ProgramSpec } from './spec.js';
 
 /** Options for attachUprobe. */
@@ -21,6 +22,19 @@ export interface UprobeOptions {
   /** Bytes past the symbol (symbol+offset), e.g. past the prologue so the caller shows in the stack. */
   offset?: number;
 }
+
+/** Options for attachUsdt. */
+export interface UsdtOptions {
+  /** A value the program reads with bpf_usdt_cookie(ctx), e.g. to tell attachments apart. Default 0. */
+  cookie?: number | bigint;
+}
+
+/** Debian's multiarch library directory names, by Node.js arch. */
+const MULTIARCH: Record<string, string> = {
+  x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', s390x: 's390x-linux-gnu', ppc64: 'powerpc64le-linux-gnu', riscv64: 'riscv64-linux-gnu',
+};
+/** libbpf's own SEC("usdt/BINARY:PROVIDER:NAME") syntax (sscanf "usdt/%m[^:]:%m[^:]:%m[^:]"). */
+const USDT_SEC = /^usdt\/([^:]+):([^:]+):([^:]+)$/;
 
 /** Options for attachKprobe. */
 export interface KprobeOptions {
@@ -101,6 +115,13 @@ export class Program {
         throw new NotFoundError(`${what}: no kernel function "${k[2]}" in /proc/kallsyms; check the name (grep ${k[2]} /proc/kallsyms)${skip}`);
       }
     }
+    const u = USDT_SEC.exec(p.section);
+    if (u) {
+      const what = `attach usdt "${u[1]}:${u[2]}:${u[3]}" (program "${this.name}")`;
+      const binary = this.usdtBinary(what, u[1]!);
+      this.checkUsdtProbe(what, binary, u[2]!, u[3]!);
+      return this.keep(usdtKey(this.name, binary, u[2]!, u[3]!, -1, 0), () => this.usdtAttach(what, () => this.obj.native.attach(this.name)));
+    }
     const t = TP_SEC.exec(p.section);
     if (t) {
       try {
@@ -162,6 +183,106 @@ export class Program {
         throw err;
       }
     });
+  }
+
+  /**
+   * Attach a SEC("usdt") program to the USDT probe `provider:name` (a `<sys/sdt.h>`
+   * DTRACE_PROBEn / STAP_PROBEn site) through libbpf's bpf_program__attach_usdt. The
+   * program includes `<bpf/usdt.bpf.h>` and reads the arguments with BPF_USDT(...) or
+   * bpf_usdt_arg(); opts.cookie is read with bpf_usdt_cookie(ctx). Attaching the same
+   * target again returns the same Link.
+   *
+   * @param target `{ pid }`: only that process, in its executable (/proc/PID/exe);
+   *   `{ binary }`: every process running the binary or library (a name without a slash is
+   *   searched in PATH, a relative path resolves against the cwd); both: that process, in that file.
+   * @throws NotFoundError naming the missing process or file, or the probes the binary does
+   *   have when it has no `provider:name`; LbcError LBC_INVALID_ARGUMENT without pid and binary.
+   * Minimum kernel: 4.17 (uprobes through perf_event_open); BPF cookies (5.15) spare a lookup map.
+   * @example
+   * ```ts
+   * tool.object.programs.on_tick.attachUsdt({ pid: child.pid }, 'tslcc', 'tick', { cookie: 7 });
+   * ```
+   */
+  attachUsdt(target: { pid?: number; binary?: string }, provider: string, name: string, opts: UsdtOptions = {}): Link {
+    const prog = this.name;
+    const pid = target.pid ?? -1;
+    const cookie = opts.cookie ?? 0;
+    const file = target.binary ?? (target.pid !== undefined ? safeReadlink(`/proc/${target.pid}/exe`) : '?');
+    const what = `attach usdt "${file}:${provider}:${name}" (program "${prog}"${target.pid !== undefined ? `, pid ${target.pid}` : ''})`;
+    let binary: string;
+    if (target.binary !== undefined) {
+      binary = this.usdtBinary(what, target.binary, pid);
+    } else if (target.pid !== undefined) {
+      if (!Number.isInteger(target.pid) || target.pid <= 0) {
+        throw new LbcError('LBC_INVALID_ARGUMENT', `${what}: pid must be a positive integer, got ${target.pid}`);
+      }
+      if (!fs.existsSync(`/proc/${target.pid}`)) throw new NotFoundError(`${what}: no process ${target.pid}`, { errno: 3 });
+      // /proc/PID/exe reaches the executable even in another mount namespace or after it was replaced on disk.
+      binary = `/proc/${target.pid}/exe`;
+    } else {
+      throw new LbcError('LBC_INVALID_ARGUMENT', `${what}: give target.pid, target.binary or both`);
+    }
+    this.checkUsdtProbe(what, binary, provider, name);
+    return this.keep(usdtKey(prog, binary, provider, name, pid, cookie),
+      () => this.usdtAttach(what, () => this.obj.native.attachUsdt(prog, pid, binary, provider, name, cookie)));
+  }
+
+  /**
+   * The file a USDT target names, found as libbpf finds it: a name without a slash in PATH
+   * (then /usr/bin:/usr/sbin), a library name (".so") among the files process `pid` maps,
+   * else in LD_LIBRARY_PATH and the library directories; a relative path against the cwd.
+   */
+  /** @internal */
+  usdtBinary(what: string, binary: string, pid = -1): string {
+    if (!binary.includes('/')) {
+      const lib = /\.so($|\.)/.test(binary);
+      if (lib && pid > 0) {
+        const mapped = readMappedFiles(pid).find((f) => path.basename(f) === binary);
+        if (mapped) return mapped;
+      }
+      const multiarch = MULTIARCH[process.arch];
+      const dirs = lib
+        ? [process.env.LD_LIBRARY_PATH ?? '', '/usr/lib64:/usr/lib', multiarch ? `/lib/${multiarch}:/usr/lib/${multiarch}` : '']
+        : [process.env.PATH ?? '', '/usr/bin:/usr/sbin'];
+      for (const dir of dirs.join(':').split(':').filter(Boolean)) {
+        const f = path.join(dir, binary);
+        try {
+          if (fs.statSync(f).isFile()) return path.resolve(f);
+        } catch { /* not in this directory */ }
+      }
+      throw new NotFoundError(`${what}: no file "${binary}" in ${lib ? 'LD_LIBRARY_PATH or the library directories' : 'PATH'}; give its path`, { errno: 2 });
+    }
+    const abs = path.resolve(binary);
+    if (!fs.existsSync(abs)) throw new NotFoundError(`${what}: no such file "${abs}"`, { errno: 2 });
+    return abs;
+  }
+
+  /** @internal */
+  checkUsdtProbe(what: string, binary: string, provider: string, name: string): void {
+    let probes;
+    try {
+      probes = listUsdtProbes(binary);
+    } catch (e) {
+      if (e instanceof LbcError) throw new LbcError(e.code, `${what}: ${e.message.replace(/^[^:]*: /, '')} (${binary})`, { errno: e.errno });
+      throw e;
+    }
+    if (probes.some((p) => p.provider === provider && p.name === name)) return;
+    const shown = binary.startsWith('/proc/') ? `${binary} (${safeReadlink(binary)})` : binary;
+    const have = [...new Set(probes.map((p) => `${p.provider}:${p.name}`))];
+    throw new NotFoundError(`${what}: no USDT probe "${provider}:${name}" in ${shown}; ${have.length ? `it has: ${have.join(', ')}` : 'it has no USDT probes (no .note.stapsdt section)'}`);
+  }
+
+  /** @internal */
+  usdtAttach(what: string, f: () => Link): Link {
+    try {
+      return this.run(what, f);
+    } catch (e) {
+      // libbpf: "usdt: failed to find USDT support BPF map, did you forget to include bpf/usdt.bpf.h?" (ESRCH)
+      if (e instanceof LbcError && /usdt\.bpf\.h/.test(e.libbpfLog ?? '')) {
+        throw new LbcError('LBC_ATTACH', `${what}: the object has no USDT support maps; #include <bpf/usdt.bpf.h> in the program`, { errno: e.errno, libbpfLog: e.libbpfLog });
+      }
+      throw e;
+    }
   }
 
   /** Attach to tracepoint category/name. */
@@ -241,6 +362,16 @@ export class Program {
   detach(): void {
     this.obj.detach(this.name);
   }
+}
+
+function usdtKey(prog: string, binary: string, provider: string, name: string, pid: number, cookie: number | bigint): string {
+  let file = binary;
+  try { file = fs.realpathSync(binary); } catch { /* the attach itself reports it */ }
+  return `usdt:${prog}:${file}:${provider}:${name}:${pid}:${BigInt(cookie)}`;
+}
+
+function safeReadlink(p: string): string {
+  try { return fs.readlinkSync(p); } catch { return '?'; }
 }
 
 function readTrim(file: string, err: string): string {
