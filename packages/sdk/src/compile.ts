@@ -15,15 +15,21 @@ import { fileURLToPath } from 'node:url';
 import { CompileError, type Diagnostic, LbcError, NotFoundError } from './errors.js';
 import { native } from './native.js';
 import { configuredServer, remoteCompile } from './remote.js';
+import { stripDebug, targetKernelRelease, toolchainFlags, vmlinuxDirName } from './toolchain.js';
 
 /** Where lbc.h lives. */
 export const INCLUDE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'include');
-const CACHE_FORMAT = 1;
+// 2: objects are stripped of DWARF and built with the toolchain defaults (toolchain.ts).
+const CACHE_FORMAT = 2;
 
 export interface CompileOptions {
   /** Base name: the file name in diagnostics (`<name>.bpf.c`). Default "prog". */
   name?: string;
-  /** Extra clang flags (pylcc's `env`), e.g. ["-DLBC_DEBUG"]. A string is split on white space. */
+  /**
+   * Extra clang flags (pylcc's `env`), e.g. ["-DLBC_DEBUG"]. A string is split on white space.
+   * They come after tslcc's defaults (`-Werror=implicit-function-declaration`, `-mcpu=v3` for a
+   * 5.1+ target kernel, see toolchain.ts), so `-mcpu=v2` or `-Wno-error=...` here wins.
+   */
   flags?: string[] | string;
   /**
    * 'auto' (default): the cache, then local clang if installed, then the compile server.
@@ -100,9 +106,9 @@ export function kernelArch(arch: string = process.arch): string {
 }
 
 let lbcHash: string | undefined;
-/** sha256 of lbc.h: part of every cache key, here and on a compile server. */
+/** sha256 of lbc.h and the headers beside it: part of every cache key, here and on a compile server. */
 export function lbcHeaderHash(): string {
-  lbcHash ??= sha256(fs.readFileSync(path.join(INCLUDE_DIR, 'lbc.h')));
+  lbcHash ??= sha256(Buffer.concat(['lbc.h', 'lbc_compat.h'].map((f) => fs.readFileSync(path.join(INCLUDE_DIR, f)))));
   return lbcHash;
 }
 
@@ -292,7 +298,7 @@ export function vmlinuxHeaderDir(cacheDir: string, btfPath = kernelBtfPath()): s
       `compile: read kernel BTF "${btfPath}": not readable; the kernel needs CONFIG_DEBUG_INFO_BTF=y, ` +
       'or pass btfPath (a BTFHub file) to compile for it');
   }
-  const dir = path.join(cacheDir, 'vmlinux', hash.slice(0, 32));
+  const dir = path.join(cacheDir, 'vmlinux', vmlinuxDirName(hash));
   const file = path.join(dir, 'vmlinux.h');
   if (!fs.existsSync(file)) writeAtomic(file, native().dumpBtfAsC(btfPath === '/sys/kernel/btf/vmlinux' ? null : btfPath));
   return dir;
@@ -331,7 +337,7 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
   const name = opts.name ?? 'prog';
   const cacheDir = opts.cacheDir ?? defaultCacheDir();
   const arch = kernelArch(opts.arch);
-  const flags = splitFlags(opts.flags);
+  const flags = toolchainFlags(splitFlags(opts.flags), targetKernelRelease(opts.btfPath));
   const includeDirs = [...(opts.includeDirs ?? []), ...(process.env.LBC_INCLUDE ?? '').split(':').filter(Boolean)];
   const mode = opts.mode ?? 'auto';
   const clang = mode === 'remote' ? undefined : findClang(opts.clang);
@@ -363,6 +369,7 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
     const r = await run(clang, args, { cwd: work, timeoutMs: 120_000 });
     const diagnostics = parseDiagnostics(r.stderr);
     if (r.code !== 0) throw compileFailure(name, r.stderr, r.signal);
+    await stripDebug(out, clang);
     const elf = fs.readFileSync(out);
     writeAtomic(objPath, elf);
     return { elf, key, from: 'local', path: objPath, warnings: diagnostics.filter((d) => d.severity === 'warning'), ms: performance.now() - t0 };
