@@ -120,6 +120,30 @@ describe.skipIf(!hasBwrap)('compile server', () => {
     expect(await metric(s.url, 'tslcc_compiler_runs_total')).toBe(runs0 + 17);
   });
 
+  test('replies are stripped of DWARF and built for the client\'s kernel: -mcpu=v3 from 5.1, v2 before, the client\'s own -mcpu wins', async () => {
+    const src = `u32 hits = 0;\nSEC("tp/syscalls/sys_enter_getppid") int p(void *ctx) {\n  u32 pid = bpf_get_current_pid_tgid() >> 32;\n  if (pid > 100 && pid < 100000) hits++;\n  return 0;\n}`;
+    const dir = tempDir('isa');
+    const object = async (kernel: Record<string, string>, flags: string[] = []) => {
+      const r = await post(`${s.url}/v1/compile`, { name: 'isa', source: src, arch: UNAME_ARCH, flags, kernel });
+      expect(r.status).toBe(200);
+      const f = path.join(dir, `${Object.values(kernel).join('_') || 'none'}${flags.join('')}.o`);
+      fs.writeFileSync(f, Buffer.from(r.json.object, 'base64'));
+      const secs = spawnSync('llvm-objdump', ['-h', f], { encoding: 'utf8' }).stdout;
+      const jmp32 = spawnSync('llvm-objdump', ['-d', '--no-show-raw-insn', f], { encoding: 'utf8' }).stdout.split('\n').filter((l) => /\bif w\d+ /.test(l)).length;
+      return { debug: /\.debug_/.test(secs), btf: / \.BTF /.test(secs) && / \.BTF\.ext /.test(secs), jmp32: jmp32 > 0 };
+    };
+    expect(await object({ release: '6.1.0-18-amd64' })).toEqual({ debug: false, btf: true, jmp32: true });
+    expect(await object({ release: '4.19.0-26-amd64' })).toEqual({ debug: false, btf: true, jmp32: false });
+    expect(await object({})).toEqual({ debug: false, btf: true, jmp32: true }); // this host's kernel
+    expect(await object({ release: '6.1.0-18-amd64' }, ['-mcpu=v2'])).toEqual({ debug: false, btf: true, jmp32: false });
+    // pylcc clients: the release is "ver"
+    const py = await post(`${s.url}/lbc`, [{ cmd: 'obj', ver: '4.19.0-26-amd64', arch: UNAME_ARCH, code: src }]);
+    const pf = path.join(dir, 'py.o');
+    fs.writeFileSync(pf, Buffer.from(py.json.res[0].obj, 'base64'));
+    expect(spawnSync('llvm-objdump', ['-h', pf], { encoding: 'utf8' }).stdout).not.toMatch(/\.debug_/);
+    expect(spawnSync('llvm-objdump', ['-d', pf], { encoding: 'utf8' }).stdout).not.toMatch(/\bif w\d+ /);
+  });
+
   test('bad flags are refused, naming the flag', async () => {
     for (const flag of ['-fplugin=/tmp/evil.so', '-Xclang', '-include/etc/passwd', '-I/etc', '-Wl,-rpath,/x', '-Wp,-include,/etc/passwd', '--sysroot=/']) {
       const r = await post(`${s.url}/v1/compile`, { name: 'f', source: GOOD, flags: [flag] });

@@ -198,6 +198,37 @@ static void DumpPrintf(void *ctx, const char *fmt, va_list args) {
   }
 }
 
+// Prototypes of the kernel's kfuncs: every FUNC carrying the "bpf_kfunc" decl tag (pahole
+// 1.26+ writes them from the kernel's kfunc ID sets; a kernel built without them gets no
+// prototypes). Weak, so a program that tests for one with bpf_ksym_exists() still loads on
+// a kernel without it; guarded by BPF_NO_KFUNC_PROTOTYPES as recent bpftool's are.
+static int DumpKfuncs(struct btf_dump *d, const struct btf *btf, std::string &out) {
+  out += "\n/* BPF kfuncs */\n#ifndef BPF_NO_KFUNC_PROTOTYPES\n";
+  uint32_t n = btf__type_cnt(btf);
+  std::vector<bool> done(n, false);
+  for (uint32_t id = 1; id < n; id++) {
+    const struct btf_type *t = btf__type_by_id(btf, id);
+    if (!btf_is_decl_tag(t) || btf_decl_tag(t)->component_idx != -1) continue;
+    if (strcmp(btf__name_by_offset(btf, t->name_off), "bpf_kfunc") != 0) continue;
+    if (t->type >= n || done[t->type]) continue;
+    const struct btf_type *f = btf__type_by_id(btf, t->type);
+    if (!btf_is_func(f)) continue;
+    done[t->type] = true;
+    LIBBPF_OPTS(btf_dump_emit_type_decl_opts, opts, .field_name = btf__name_by_offset(btf, f->name_off));
+    out += "extern ";
+    int err = btf_dump__emit_type_decl(d, f->type, &opts);
+    if (err) return err < 0 ? -err : err;
+    // libbpf 1.1 prints an empty parameter list as "()"; say "(void)" as the kernel does,
+    // so -Wstrict-prototypes stays quiet and the line matches a user's own declaration.
+    const struct btf_type *proto = btf__type_by_id(btf, f->type);
+    if (proto && btf_is_func_proto(proto) && btf_vlen(proto) == 0 && out.size() >= 2 && out.compare(out.size() - 2, 2, "()") == 0)
+      out.insert(out.size() - 1, "void");
+    out += " __weak __ksym;\n";
+  }
+  out += "#endif /* BPF_NO_KFUNC_PROTOTYPES */\n";
+  return 0;
+}
+
 // dumpBtfAsC(path | null): the kernel's BTF (or the BTF at path) as a C header, the same
 // shape bpftool's "btf dump format c" writes: every type, preserve_access_index on records.
 static Napi::Value DumpBtfAsC(const Napi::CallbackInfo &info) {
@@ -217,6 +248,10 @@ static Napi::Value DumpBtfAsC(const Napi::CallbackInfo &info) {
   out += "#ifndef __VMLINUX_H__\n#define __VMLINUX_H__\n\n";
   out += "#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n";
   out += "#pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)\n#endif\n\n";
+  // The kfunc prototypes below need these before bpf_helpers.h is included (lbc.h includes
+  // vmlinux.h first). Token for token libbpf's definitions, so its own #define is a no-op.
+  out += "#ifndef __ksym\n#define __ksym __attribute__((section(\".ksyms\")))\n#endif\n\n";
+  out += "#ifndef __weak\n#define __weak __attribute__((weak))\n#endif\n\n";
   struct btf_dump *d = btf_dump__new(btf, DumpPrintf, &out, nullptr);
   if (!d) {
     int err = errno;
@@ -232,8 +267,10 @@ static Napi::Value DumpBtfAsC(const Napi::CallbackInfo &info) {
       ThrowErrno(env, "btf_dump__dump_type", err);
     }
   }
+  int err = DumpKfuncs(d, btf, out);
   btf_dump__free(d);
   btf__free(btf);
+  if (err) ThrowErrno(env, "btf_dump__emit_type_decl", err);
   out += "\n#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n#pragma clang attribute pop\n#endif\n\n#endif /* __VMLINUX_H__ */\n";
   return Napi::String::New(env, out);
 }

@@ -16,6 +16,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#include "lbc_compat.h" /* what libbpf headers after 1.1 added, under #ifndef */
 
 /* vmlinux.h already has u8..s64 from the kernel; these repeat them identically so a
  * program keeps compiling against a vmlinux.h that lacks them. */

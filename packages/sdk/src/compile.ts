@@ -16,15 +16,22 @@ import { CompileError, type Diagnostic, LbcError, NotFoundError } from './errors
 import { native } from './native.js';
 import { collectHeaders } from './headers.js';
 import { configuredServer, remoteCompile } from './remote.js';
+import { stripDebug, targetKernelRelease, toolchainFlags, vmlinuxDirName } from './toolchain.js';
 
 /** Where lbc.h lives. */
 export const INCLUDE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'include');
-const CACHE_FORMAT = 2;
+// 2: objects are stripped of DWARF and built with the toolchain defaults (toolchain.ts).
+// 3: keyed by every file the compile read (manifest), objects carry their hash.
+const CACHE_FORMAT = 3;
 
 export interface CompileOptions {
   /** Base name: the file name in diagnostics (`<name>.bpf.c`). Default "prog". */
   name?: string;
-  /** Extra clang flags (pylcc's `env`), e.g. ["-DLBC_DEBUG"]. A string is split on white space. */
+  /**
+   * Extra clang flags (pylcc's `env`), e.g. ["-DLBC_DEBUG"]. A string is split on white space.
+   * They come after tslcc's defaults (`-Werror=implicit-function-declaration`, `-mcpu=v3` for a
+   * 5.1+ target kernel, see toolchain.ts), so `-mcpu=v2` or `-Wno-error=...` here wins.
+   */
   flags?: string[] | string;
   /**
    * 'auto' (default): the cache, then local clang if installed, then the compile server.
@@ -108,9 +115,9 @@ export function kernelArch(arch: string = process.arch): string {
 }
 
 let lbcHash: string | undefined;
-/** sha256 of lbc.h: part of every cache key, here and on a compile server. */
+/** sha256 of lbc.h and the headers beside it: part of every cache key, here and on a compile server. */
 export function lbcHeaderHash(): string {
-  lbcHash ??= sha256(fs.readFileSync(path.join(INCLUDE_DIR, 'lbc.h')));
+  lbcHash ??= sha256(Buffer.concat(['lbc.h', 'lbc_compat.h'].map((f) => fs.readFileSync(path.join(INCLUDE_DIR, f)))));
   return lbcHash;
 }
 
@@ -322,7 +329,7 @@ export function vmlinuxHeaderDir(cacheDir: string, btfPath = kernelBtfPath()): s
       `compile: read kernel BTF "${btfPath}": not readable; the kernel needs CONFIG_DEBUG_INFO_BTF=y, ` +
       'or pass btfPath (a BTFHub file) to compile for it');
   }
-  const dir = path.join(cacheDir, 'vmlinux', hash.slice(0, 32));
+  const dir = path.join(cacheDir, 'vmlinux', vmlinuxDirName(hash));
   const file = path.join(dir, 'vmlinux.h');
   if (!fs.existsSync(file)) writeAtomic(file, native().dumpBtfAsC(btfPath === '/sys/kernel/btf/vmlinux' ? null : btfPath));
   return dir;
@@ -495,7 +502,7 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
   const warn = opts.onWarning ?? defaultWarn;
   let cacheDir = opts.cacheDir ?? defaultCacheDir();
   const arch = kernelArch(opts.arch);
-  const flags = absolutizeFlags(splitFlags(opts.flags));
+  const flags = toolchainFlags(absolutizeFlags(splitFlags(opts.flags)), targetKernelRelease(opts.btfPath));
   const srcDir = opts.sourcePath ? path.dirname(path.resolve(opts.sourcePath)) : undefined;
   const includeDirs = [...(opts.includeDirs ?? []), ...(process.env.LBC_INCLUDE ?? '').split(':').filter(Boolean)].map((d) => path.resolve(d));
   const mode = opts.mode ?? 'auto';
@@ -544,6 +551,7 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
       }
       const diagnostics = renameDiagnostics(parseDiagnostics(r.stderr), src, displayName);
       if (r.code !== 0) throw compileFailure(name, renameLog(r.stderr, src, displayName), r.signal, displayName);
+      await stripDebug(out, clang);
       const elf = fs.readFileSync(out);
       let deps: DepEntry[] = [];
       try {

@@ -24,9 +24,10 @@ export { sectionInfo, type SectionInfo } from './object/sections.js';
 export { collectHeaders, checkBundle, MAX_BUNDLE_BYTES, MAX_BUNDLE_FILES, type HeaderBundle } from './headers.js';
 export {
   compile, defaultCacheDir, findClang, kernelArch, INCLUDE_DIR, clangArgs, compileKey, compileFailure, parseDiagnostics,
-  lbcHeaderHash, wrapSource, absolutizeFlags, parseDepFile, sha256, fileSha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags, pchKey, kernelBtfPath,
+  lbcHeaderHash, wrapSource, absolutizeFlags, parseDepFile, sha256, fileSha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags, pchKey, kernelBtfPath, vmlinuxHeaderDir,
   type CompileOptions, type CompiledObject,
 } from './compile.js';
+export { toolchainFlags, defaultMcpu, targetKernelRelease, findStrip, stripArgs, stripDebug, vmlinuxDirName, VMLINUX_FORMAT } from './toolchain.js';
 export { remoteCompile, fetchBtf, serverUrl, RemoteError, type RemoteOptions, type RemoteCompileRequest, type RemoteCompileResult } from './remote.js';
 export { EventMap, KeyValueMap, HistMap, StackMap, LbcMap, MapType, formatHistogram, type EventInfo, type EventMapOptions } from './maps.js';
 export { Btf } from './btf.js';

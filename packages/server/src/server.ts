@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzip, gzipSync } from 'node:zlib';
 import {
   checkBundle, MAX_BUNDLE_BYTES, cachedObjectPath, clangArgs, clangIdentity, compileFailure, compileKey, type Diagnostic, findClang, INCLUDE_DIR,
-  fileSha256, kernelArch, parseDiagnostics, pchKey, sha256, wrapSource, writeAtomic,
+  fileSha256, findStrip, kernelArch, parseDiagnostics, pchKey, sha256, stripArgs, toolchainFlags, VMLINUX_FORMAT, vmlinuxDirName, wrapSource, writeAtomic,
 } from '@tslcc/sdk';
 import { Metrics } from './metrics.js';
 import { badFlag, INSIDE, Sandbox } from './sandbox.js';
@@ -99,6 +99,7 @@ export class CompileServer {
   private readonly btfs = new Map<string, string>(); // sha256 → BTF file
   private readonly headers = new Map<string, Promise<string>>(); // sha256 → vmlinux.h dir
   private hostHash?: string;
+  private stripTool?: string | null;
   private readonly inflight = new Map<string, Promise<CompileOutcome>>();
   private readonly pchBuilds = new Map<string, Promise<string | undefined>>();
   private active = 0;
@@ -312,8 +313,12 @@ export class CompileServer {
     const kernel = (b.kernel ?? {}) as { btfHash?: unknown; release?: unknown };
     let btfHash = typeof kernel.btfHash === 'string' ? kernel.btfHash : undefined;
     if (btfHash !== undefined && !HEX64.test(btfHash)) throw new HttpError(400, 'BAD_REQUEST', 'kernel.btfHash must be a sha256 in hex');
+    let release = typeof kernel.release === 'string' && kernel.release.length <= 128 ? kernel.release : undefined;
     if (!btfHash) {
-      if (arch === kernelArch() && this.hostHash) btfHash = this.hostHash;
+      if (arch === kernelArch() && this.hostHash) {
+        btfHash = this.hostHash;
+        release ??= os.release();
+      }
       else throw new HttpError(409, 'BTF_REQUIRED', `no kernel headers for ${archName} without kernel.btfHash: send the sha256 of the kernel's BTF and upload it to PUT /v1/btf/<sha256>`);
     }
     if (!this.btfs.has(btfHash)) {
@@ -322,7 +327,12 @@ export class CompileServer {
     const bundleError = checkBundle(b.headers, b.includeDirs);
     if (bundleError) throw new HttpError(400, 'BAD_HEADERS', `headers: ${bundleError}`);
     const headers = b.headers as CompileJob['headers'];
-    return { name, source: b.source, flags: flags as string[], arch, btfHash, ...(headers?.length ? { headers, includeDirs: b.includeDirs as CompileJob['includeDirs'] } : {}) };
+    // The defaults (ISA level for the client's kernel, implicit declarations as errors) are
+    // applied here, so the cache key, the PCH and clang all see the same flags.
+    return {
+      name, source: b.source, flags: toolchainFlags(flags as string[], release), arch, btfHash,
+      ...(headers?.length ? { headers, includeDirs: b.includeDirs as CompileJob['includeDirs'] } : {}),
+    };
   }
 
   /** The server's compile path: cache, identical requests joined, queue, sandboxed clang. */
@@ -405,6 +415,7 @@ export class CompileServer {
         const err = compileFailure(job.name, r.stderr, r.signal);
         return { key, diagnostics: err.diagnostics, log: r.stderr, cached: false, failure: { status: 422, code: 'COMPILE_ERROR', message: err.message } };
       }
+      await this.strip(scratch);
       const object = fs.readFileSync(path.join(scratch, 'out.bpf.o'));
       writeAtomic(file, object);
       this.metrics.inc('tslcc_compiles_total', { result: 'ok' });
@@ -412,6 +423,25 @@ export class CompileServer {
     } finally {
       fs.rmSync(scratch, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * DWARF out of the object, as local compiles do (toolchain.ts). The object came from
+   * untrusted source, so llvm-strip runs in the same sandbox and limits as clang. Without
+   * llvm-strip, or if it fails, the reply is the unstripped object.
+   */
+  private async strip(scratch: string): Promise<void> {
+    if (this.stripTool === undefined) {
+      this.stripTool = findStrip(this.clang) ?? null;
+      if (!this.stripTool) this.log('llvm-strip not found (apt-get install llvm): objects are sent with their DWARF');
+      else if (this.options.sandbox === 'bwrap' && !this.stripTool.startsWith('/usr/lib/')) {
+        this.log(`llvm-strip resolves to ${this.stripTool}, outside /usr/lib, which is all the sandbox shows: objects are sent with their DWARF`);
+        this.stripTool = null;
+      }
+    }
+    if (!this.stripTool) return;
+    const r = await this.sandbox.run(this.stripTool, stripArgs('out.bpf.o'), { scratch }, this.limits());
+    if (r.code !== 0) this.log(`llvm-strip failed (${r.stderr.trim().split('\n').pop() ?? r.code}): object sent with its DWARF`);
   }
 
   private limits() {
@@ -424,7 +454,7 @@ export class CompileServer {
    * a cold compile then skips parsing vmlinux.h. Undefined when it cannot be built.
    */
   private pch(job: CompileJob, vmlinuxDir: string): Promise<string | undefined> {
-    const key = pchKey({ vmlinuxDir: job.btfHash, arch: job.arch, flags: job.flags, compiler: `${this.clangId}:${this.sandbox.kind}` });
+    const key = pchKey({ vmlinuxDir: `${VMLINUX_FORMAT}:${job.btfHash}`, arch: job.arch, flags: job.flags, compiler: `${this.clangId}:${this.sandbox.kind}` });
     const dir = path.join(this.options.dataDir, 'pch', key);
     if (fs.existsSync(path.join(dir, 'lbc.h.pch'))) return Promise.resolve(dir);
     let p = this.pchBuilds.get(key);
@@ -470,7 +500,7 @@ export class CompileServer {
   }
 
   private async generateHeader(hash: string): Promise<string> {
-    const dir = path.join(this.options.dataDir, 'vmlinux', hash.slice(0, 32));
+    const dir = path.join(this.options.dataDir, 'vmlinux', vmlinuxDirName(hash));
     const file = path.join(dir, 'vmlinux.h');
     if (fs.existsSync(file)) return dir;
     const btf = this.btfs.get(hash);
@@ -574,7 +604,7 @@ export class CompileServer {
           const fromStore = this.findBtf(unameArch, ver);
           const btfHash = fromStore ? fileSha256(fromStore) : undefined;
           if (fromStore && btfHash) this.btfs.set(btfHash, fromStore);
-          job = this.validate({ name: 'lbc', source: code, flags, arch: unameArch, kernel: { btfHash } });
+          job = this.validate({ name: 'lbc', source: code, flags, arch: unameArch, kernel: { btfHash, release: ver } });
         } catch (e) {
           if (e instanceof HttpError && e.status !== 503) return reply({ log: `${e.message}.`, obj: null, clog: '' });
           throw e;
