@@ -24,18 +24,13 @@ function kernelTextSymbols(): Set<string> {
   const out = new Set<string>();
   try {
     const text = fs.readFileSync('/proc/kallsyms', 'utf8');
-    let pos = 0;
-    while (pos < text.length) {
-      let nl = text.indexOf('\n', pos);
-      if (nl < 0) nl = text.length;
-      const s1 = text.indexOf(' ', pos);
-      const t = text.charCodeAt(s1 + 1) | 0x20; // t or w, either case
-      if ((t === 0x74 || t === 0x77) && s1 > 0 && s1 < nl) {
-        let end = text.indexOf('\t', s1 + 3);
-        if (end < 0 || end > nl) end = nl;
-        out.add(text.slice(s1 + 3, end));
-      }
-      pos = nl + 1;
+    for (const line of text.split('\n')) {
+      // "ffffffff81000000 T _stext" or "... t name\t[module]"
+      const sp = line.indexOf(' ');
+      const t = line.charCodeAt(sp + 1) | 0x20;
+      if (sp < 0 || (t !== 0x74 && t !== 0x77)) continue; // t or w, either case
+      const tab = line.indexOf('\t', sp + 3);
+      out.add(tab < 0 ? line.slice(sp + 3) : line.slice(sp + 3, tab));
     }
   } catch { /* no kallsyms: empty */ }
   kallsyms = out;

@@ -308,12 +308,16 @@ export class ObjectSpec {
     this.eventTypes.set(map, id);
   }
 
-  /** Struct and union types the object's BTF defines (named), with their sizes. */
+  /**
+   * Struct and union types the object's BTF defines (named), with their sizes: the
+   * program's own, not the kernel types CO-RE reads pulled in (those the kernel's BTF has).
+   */
   structTypes(size?: number): Array<{ name: string; size: number; id: number }> {
     const out: Array<{ name: string; size: number; id: number }> = [];
     for (const t of this.btf.types) {
       if (!t || (t.kind !== 'struct' && t.kind !== 'union') || !t.name || t.name.startsWith('__lbc') || t.name.startsWith('____btf')) continue;
       if (size !== undefined && t.size !== size) continue;
+      if (isKernelType(t.name, t.kind === 'union' ? 5 : 4)) continue;
       out.push({ name: `${t.kind} ${t.name}`, size: t.size ?? 0, id: t.id });
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
@@ -352,6 +356,18 @@ export class ObjectSpec {
   get options(): OpenObjectOptions {
     return this.opts;
   }
+}
+
+const kernelTypes = new Map<string, boolean>();
+/** Whether the running kernel's BTF has a struct (kind 4) or union (5) of this name. */
+function isKernelType(name: string, kind: number): boolean {
+  const k = `${kind}:${name}`;
+  let v = kernelTypes.get(k);
+  if (v === undefined) {
+    try { v = native().kernelBtfFind(name, kind) > 0; } catch { v = false; }
+    kernelTypes.set(k, v);
+  }
+  return v;
 }
 
 /**
