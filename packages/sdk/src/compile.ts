@@ -310,7 +310,7 @@ function pchPath(cacheDir: string, key: string): string {
 }
 
 /** clang's complaint about a precompiled header it cannot use (stale inputs, other compiler, corrupt). */
-const PCH_TROUBLE = /precompiled header|PCH file|\.pch'|AST file|please rebuild/i;
+export const PCH_TROUBLE = /precompiled header|PCH file|\.pch'|AST file|please rebuild/i;
 
 /** The CompileError for a failed clang run: counts, the first error, all diagnostics. */
 export function compileFailure(name: string, stderr: string, signal?: string | null, displayName?: string): CompileError {

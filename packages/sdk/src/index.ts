@@ -24,7 +24,7 @@ export { sectionInfo, type SectionInfo } from './object/sections.js';
 export { collectHeaders, checkBundle, MAX_BUNDLE_BYTES, MAX_BUNDLE_FILES, type HeaderBundle } from './headers.js';
 export {
   compile, defaultCacheDir, findClang, kernelArch, INCLUDE_DIR, clangArgs, compileKey, compileFailure, parseDiagnostics,
-  lbcHeaderHash, wrapSource, absolutizeFlags, parseDepFile, sha256, fileSha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags, pchKey, kernelBtfPath, vmlinuxHeaderDir,
+  lbcHeaderHash, wrapSource, absolutizeFlags, parseDepFile, PCH_TROUBLE, sha256, fileSha256, writeAtomic, cachedObjectPath, clangIdentity, splitFlags, pchKey, kernelBtfPath, vmlinuxHeaderDir,
   type CompileOptions, type CompiledObject,
 } from './compile.js';
 export { toolchainFlags, defaultMcpu, targetKernelRelease, findStrip, stripArgs, stripDebug, vmlinuxDirName, VMLINUX_FORMAT } from './toolchain.js';

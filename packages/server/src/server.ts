@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzip, gzipSync } from 'node:zlib';
 import {
-  checkBundle, MAX_BUNDLE_BYTES, cachedObjectPath, clangArgs, clangIdentity, compileFailure, compileKey, type Diagnostic, findClang, INCLUDE_DIR,
+  checkBundle, MAX_BUNDLE_BYTES, PCH_TROUBLE, cachedObjectPath, clangArgs, clangIdentity, compileFailure, compileKey, type Diagnostic, findClang, INCLUDE_DIR,
   fileSha256, findStrip, kernelArch, parseDiagnostics, pchKey, sha256, stripArgs, toolchainFlags, VMLINUX_FORMAT, vmlinuxDirName, wrapSource, writeAtomic,
 } from '@tslcc/sdk';
 import { Metrics } from './metrics.js';
@@ -392,14 +392,25 @@ export class CompileServer {
         for (const d of job.includeDirs ?? []) incFlags.push(d.quote ? '-iquote' : '-I', d.path ? `inc/${d.path}` : 'inc');
       }
       const sandboxed = this.sandbox.kind === 'bwrap';
-      const pchDir = await this.pch(job, vmlinuxDir);
-      const args = clangArgs({
-        arch: job.arch, src, out: 'out.bpf.o', flags: [...incFlags, ...job.flags],
-        includeDir: sandboxed ? INSIDE.include : INCLUDE_DIR, vmlinuxDir: sandboxed ? INSIDE.vmlinux : vmlinuxDir,
-        pch: pchDir ? path.join(sandboxed ? INSIDE.pch : pchDir, 'lbc.h.pch') : undefined,
-      });
-      this.metrics.inc('tslcc_compiler_runs_total');
-      const r = await this.sandbox.run(this.clang, args, { scratch, includeDir: INCLUDE_DIR, vmlinuxDir, pchDir }, this.limits());
+      let pchDir = await this.pch(job, vmlinuxDir);
+      const compileOnce = () => {
+        const args = clangArgs({
+          arch: job.arch, src, out: 'out.bpf.o', flags: [...incFlags, ...job.flags],
+          includeDir: sandboxed ? INSIDE.include : INCLUDE_DIR, vmlinuxDir: sandboxed ? INSIDE.vmlinux : vmlinuxDir,
+          pch: pchDir ? path.join(sandboxed ? INSIDE.pch : pchDir, 'lbc.h.pch') : undefined,
+        });
+        this.metrics.inc('tslcc_compiler_runs_total');
+        return this.sandbox.run(this.clang, args, { scratch, includeDir: INCLUDE_DIR, vmlinuxDir, pchDir }, this.limits());
+      };
+      let r = await compileOnce();
+      if (r.code !== 0 && pchDir && PCH_TROUBLE.test(r.stderr)) {
+        // clang refused the PCH (its inputs were touched since it was built): drop it, compile
+        // without, and the next request builds a fresh one. Never an empty diagnostic.
+        this.log(`compile ${job.name}: stale precompiled header ${path.basename(pchDir)} removed`);
+        fs.rmSync(pchDir, { recursive: true, force: true });
+        pchDir = undefined;
+        r = await compileOnce();
+      }
       const secs = (performance.now() - t0) / 1000;
       this.metrics.observe('tslcc_compile_duration_seconds', secs);
       const diagnostics = parseDiagnostics(r.stderr);
