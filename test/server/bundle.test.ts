@@ -71,6 +71,23 @@ describe.skipIf(!hasBwrap)('remote compile with local headers', () => {
     expect(err.diagnostics[0]).toMatchObject({ file: 'nohdr.bpf.c', line: 1, column: 10, message: "'tool.h' file not found" });
   });
 
+  test('errors and warnings name the user\'s paths: the source as given, the header\'s local path', async () => {
+    const p = project(1, 2);
+    fs.writeFileSync(path.join(p.dir, 'tool.h'), 'struct tool_ev { u32 x; };\n#define VALUE (nope)\n');
+    const o = { name: 'tool', mode: 'remote' as const, server: s.url, sourcePath: p.sourcePath, includeDirs: p.includeDirs, cacheDir: tempDir('bdiag') };
+    const err = await compile(SRC, o).catch((e) => e) as RemoteError;
+    expect(err).toBeInstanceOf(RemoteError);
+    expect([err.status, err.serverCode]).toEqual([422, 'COMPILE_ERROR']);
+    const errors = err.diagnostics.filter((d) => d.severity === 'error');
+    expect(errors[0]).toEqual({ file: p.sourcePath, line: 3, column: 24, severity: 'error', message: "use of undeclared identifier 'nope'" });
+    expect(err.diagnostics).toContainEqual({ file: path.join(p.dir, 'tool.h'), line: 2, column: 16, severity: 'note', message: "expanded from macro 'VALUE'" });
+    expect(err.message).toBe(`compile "${p.sourcePath}" remotely: ${s.url} answered 422: compile "${p.sourcePath}": 1 error; ${p.sourcePath}:3:24: use of undeclared identifier 'nope'`);
+
+    fs.writeFileSync(path.join(p.dir, 'tool.h'), 'struct tool_ev { u32 x; };\n#define VALUE 1\nstatic int unused_fn(void) { int y; return 0; }\n');
+    const ok = await compile(SRC, { ...o, flags: ['-Wunused-variable'] });
+    expect(ok.warnings).toEqual([{ file: path.join(p.dir, 'tool.h'), line: 3, column: 34, severity: 'warning', message: "unused variable 'y' [-Wunused-variable]" }]);
+  });
+
   test('a bundle with a bad path or content: 400 BAD_HEADERS', async () => {
     const body = (headers: unknown, includeDirs: unknown = [{ path: '', quote: true }]) =>
       ({ name: 'bh', source: '#include "x.h"\nint x;\n', arch: UNAME_ARCH, headers, includeDirs });

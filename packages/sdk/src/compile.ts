@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { CompileError, type Diagnostic, LbcError, NotFoundError } from './errors.js';
 import { native } from './native.js';
 import { collectHeaders } from './headers.js';
-import { configuredServer, remoteCompile } from './remote.js';
+import { configuredServer, RemoteError, remoteCompile } from './remote.js';
 import { stripDebug, targetKernelRelease, toolchainFlags, vmlinuxDirName } from './toolchain.js';
 
 /** Where lbc.h lives. */
@@ -627,7 +627,21 @@ async function compileRemote(wrapped: string, o: CompileOptions & { name: string
       if (sha256(elf) === sum) return { elf, key, from: 'cache', path: objPath, warnings: [], ms: performance.now() - t0 };
     } catch { /* miss */ }
   }
-  const r = await remoteCompile({ name: o.name, source: wrapped, flags: bundle.flags, arch: o.arch, btfPath: o.btfPath, headers: bundle.files, includeDirs: bundle.dirs }, o);
+  // The server names the source `<name>.bpf.c` and the headers `inc/<path>`: give back the user's paths.
+  const renames: Array<[string, string]> = [
+    ...(o.sourcePath ? [[`${o.name}.bpf.c`, o.sourcePath] as [string, string]] : []),
+    ...(bundle.root ? bundle.files.map((f) => [`inc/${f.path}`, path.join(bundle.root!, ...f.path.split('/'))] as [string, string]) : []),
+  ];
+  const localize = (d: Diagnostic[]) => { for (const x of d) x.file = renames.find(([from]) => from === x.file)?.[1] ?? x.file; return d; };
+  let r: Awaited<ReturnType<typeof remoteCompile>>;
+  try {
+    r = await remoteCompile({ name: o.name, source: wrapped, flags: bundle.flags, arch: o.arch, btfPath: o.btfPath, headers: bundle.files, includeDirs: bundle.dirs }, o);
+  } catch (e) {
+    if (!(e instanceof RemoteError) || !renames.length) throw e;
+    let message = e.message;
+    for (const [from, to] of renames) message = message.split(`${from}:`).join(`${to}:`).split(`"${from}"`).join(`"${to}"`);
+    throw new RemoteError(message, e.server, e.status, { serverCode: e.serverCode, diagnostics: localize(e.diagnostics), cause: e.cause });
+  }
   let stored = objPath;
   try {
     writeAtomic(objPath, r.elf);
@@ -636,5 +650,5 @@ async function compileRemote(wrapped: string, o: CompileOptions & { name: string
     o.warn(`compile cache ${o.cacheDir}: cannot store the object (${(e as Error).message})`);
     stored = '';
   }
-  return { elf: r.elf, key, from: 'remote', path: stored, warnings: renameDiagnostics(r.diagnostics.filter((d) => d.severity === 'warning'), `${o.name}.bpf.c`, o.sourcePath), ms: performance.now() - t0 };
+  return { elf: r.elf, key, from: 'remote', path: stored, warnings: localize(r.diagnostics.filter((d) => d.severity === 'warning')), ms: performance.now() - t0 };
 }
