@@ -89,6 +89,27 @@ describe('sourcePath: the source\'s directory is an include directory', () => {
     expect((elsewhere as CompileError).diagnostics[0]!.message).toBe("'fromflag.h' file not found");
   });
 
+  test('"../common/x.h" from the source is the user\'s, even when $TMPDIR/common/x.h exists', async () => {
+    const root = tempDir('shadow');
+    fs.mkdirSync(path.join(root, 'src'));
+    fs.mkdirSync(path.join(root, 'common'));
+    const name = `tslcc-shadow-${process.pid}-${Math.random().toString(36).slice(2)}.h`;
+    fs.writeFileSync(path.join(root, 'common', name), '#define C 500\n');
+    // The scratch copy of the source lives under $TMPDIR: its ".." must not be searched.
+    const decoyDir = path.join(os.tmpdir(), 'common');
+    const made = !fs.existsSync(decoyDir);
+    fs.mkdirSync(decoyDir, { recursive: true });
+    fs.writeFileSync(path.join(decoyDir, name), '#define C 666\n');
+    try {
+      const src = `#include "../common/${name}"\nconst volatile u32 v = C;\nSEC("tp/syscalls/sys_enter_getppid") int p(void *ctx) { return v; }\n`;
+      const r = await compile(src, { name: 'shadow', sourcePath: path.join(root, 'src', 'shadow.bpf.c'), cacheDir: tempDir('shadowcache') });
+      expect(rodataU32(r.elf, 'v')).toBe(500);
+    } finally {
+      fs.rmSync(path.join(decoyDir, name), { force: true });
+      if (made) fs.rmSync(decoyDir, { recursive: true, force: true });
+    }
+  });
+
   test('diagnostics name the user\'s path: syntax.c:3:14 in the main file, the header\'s path inside it', async () => {
     const dir = tempDir('diag');
     const cacheDir = tempDir('diagcache');

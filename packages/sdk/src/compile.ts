@@ -555,13 +555,18 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
       const src = `${name}.bpf.c`; // relative to cwd, so diagnostics name the user's file only
       const out = path.join(work, 'out.bpf.o');
       const depFile = path.join(work, 'deps.d');
-      fs.writeFileSync(path.join(work, src), wrapped);
+      // clang looks up `#include "../x.h"` beside the including file first: for the main file
+      // that is this scratch copy, so "../x.h" would find $TMPDIR/x.h before the user's.
+      // Nested empty directories make such names miss here and fall through to -iquote srcDir.
+      const srcHome = path.join(work, ...new Array<string>(8).fill('s'));
+      fs.mkdirSync(srcHome, { recursive: true });
+      fs.writeFileSync(path.join(srcHome, src), wrapped);
       const quote = srcDir ? ['-iquote', srcDir] : [];
       const pchOpts = { vmlinuxDir, arch, flags, includeDirs, compiler: compilerId };
       let pch = opts.pch === false ? undefined : await ensurePch(clang, cacheDir, pchOpts);
       // -fdebug-compilation-dir: the BTF line info would otherwise name the random work dir,
       // and the same source would give different bytes on every compile.
-      const clangRun = () => run(clang, [...clangArgs({ arch, src, out, includeDir: INCLUDE_DIR, vmlinuxDir, includeDirs, flags: [...quote, ...flags], pch }), '-fdebug-compilation-dir=.', '-MD', '-MF', depFile], { cwd: work, timeoutMs: 120_000 });
+      const clangRun = () => run(clang, [...clangArgs({ arch, src, out, includeDir: INCLUDE_DIR, vmlinuxDir, includeDirs, flags: [...quote, ...flags], pch }), '-fdebug-compilation-dir=.', '-MD', '-MF', depFile], { cwd: srcHome, timeoutMs: 120_000 });
       let r = await clangRun();
       if (r.code !== 0 && pch && PCH_TROUBLE.test(r.stderr)) {
         // A PCH clang will not use (its inputs were touched, another compiler built it):
