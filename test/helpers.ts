@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BpfObject } from '@tslcc/native';
 
 export const isRoot = process.getuid?.() === 0;
 export const ROOT_SKIP = 'kernel tests need root (CAP_BPF, CAP_PERFMON); run npm test as root';
@@ -61,4 +62,20 @@ export function tick(ms = 50): Promise<void> {
 export async function until(cond: () => boolean, ms = 3000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond() && Date.now() < end) await tick(10);
+}
+
+/** A u32 global's initial value in an object's .rodata, found through its BTF (map name and offset). */
+export function rodataU32(elf: Buffer, varName: string): number {
+  const obj = new BpfObject(elf, 'x', {});
+  try {
+    const map = obj.maps().find((m) => m.name.endsWith('.rodata'));
+    if (!map) throw new Error('no .rodata map');
+    const types = obj.btf()!;
+    const sec = types.find((t) => t?.kind === 'datasec' && t.name === '.rodata');
+    const vi = sec?.vars?.find((v) => types[v.type]?.name === varName);
+    if (!vi) throw new Error(`no ${varName} in .rodata`);
+    return obj.initialValue(map.name)!.readUInt32LE(vi.offset);
+  } finally {
+    obj.close();
+  }
 }

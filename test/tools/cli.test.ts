@@ -1,13 +1,14 @@
 // The tslcc command, run as a user runs it.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { REPO, tempDir } from '../helpers';
+import { REPO, rodataU32, tempDir } from '../helpers';
 
 const BIN = path.join(REPO, 'packages/cli/bin/tslcc.js');
-const run = (args: string[], env: Record<string, string> = {}) =>
-  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
+const run = (args: string[], env: Record<string, string> = {}, cwd?: string) =>
+  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env }, cwd });
 
 describe('tslcc', () => {
   const dir = tempDir('cli');
@@ -39,7 +40,53 @@ describe('tslcc', () => {
     fs.writeFileSync(src, 'SEC("tp/x/y")\nint f(void *ctx) { return oops; }\n');
     const r = run(['compile', src], env);
     expect(r.status).toBe(1);
-    expect(r.stderr.split('\n')[0]).toBe("bad.bpf.c:2:27: error: use of undeclared identifier 'oops'");
+    expect(r.stderr.split('\n')[0]).toBe(`${src}:2:27: error: use of undeclared identifier 'oops'`); // the path as given
+  });
+
+  test('compile syntax.c: errors name the file as given, at its line and column', () => {
+    const d = tempDir('cli-syntax');
+    fs.writeFileSync(path.join(d, 'syntax.c'), [
+      'SEC("tp/syscalls/sys_enter_getppid")', // 1
+      'int f(void *ctx) {',                   // 2
+      '  return 1 + oops;',                   // 3: 'oops' at column 14
+      '}',
+    ].join('\n'));
+    const r = run(['compile', 'syntax.c'], env, d);
+    expect(r.status).toBe(1);
+    expect(r.stderr.split('\n')[0]).toBe("syntax.c:3:14: error: use of undeclared identifier 'oops'");
+    expect(r.stderr).toContain('tslcc: compile "syntax.c": 1 error; syntax.c:3:14: use of undeclared identifier \'oops\'');
+  });
+
+  test('compile -I: include directories relative to the current directory, repeatable; the source\'s dir is one', () => {
+    const d = tempDir('cli-inc');
+    fs.mkdirSync(path.join(d, 'inc'));
+    fs.mkdirSync(path.join(d, 'inc2'));
+    fs.writeFileSync(path.join(d, 'inc', 'a.h'), '#define A 20\n');
+    fs.writeFileSync(path.join(d, 'inc2', 'b.h'), '#define B 3\n');
+    fs.writeFileSync(path.join(d, 'tool.h'), '#define C 100\n');
+    fs.writeFileSync(path.join(d, 'tool.bpf.c'), '#include <a.h>\n#include "b.h"\n#include "tool.h"\nconst volatile u32 v = A + B + C;\nSEC("tp/syscalls/sys_enter_getppid") int f(void *ctx) { return v; }\n');
+    const r = run(['compile', 'tool.bpf.c', '-I', 'inc', '--include', 'inc2', '--json'], env, d);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.output).toBe('tool.bpf.o');
+    expect(rodataU32(fs.readFileSync(path.join(d, 'tool.bpf.o')), 'v')).toBe(123);
+    const missing = run(['compile', 'tool.bpf.c', '-I', 'inc'], env, d);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr.split('\n')[0]).toBe("tool.bpf.c:2:10: fatal error: 'b.h' file not found");
+    // From elsewhere, the file named with its directory: the source's dir is still an include dir.
+    const other = run(['compile', path.join(d, 'tool.bpf.c'), '-I', path.join(d, 'inc'), '-I', path.join(d, 'inc2'), '-o', path.join(d, 'o2.bpf.o')], env, os.tmpdir());
+    expect(other.status).toBe(0);
+    expect(rodataU32(fs.readFileSync(path.join(d, 'o2.bpf.o')), 'v')).toBe(123);
+  });
+
+  test('compile --types writes TypeScript types beside the object', () => {
+    const d = tempDir('cli-types');
+    fs.writeFileSync(path.join(d, 'ty.bpf.c'), 'struct ev { u32 pid; };\nLBC_RINGBUF(events, struct ev, 1 << 16);\nSEC("tp/syscalls/sys_enter_getppid") int f(void *ctx) { return 0; }\n');
+    const r = run(['compile', 'ty.bpf.c', '--types'], env, d);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('✓ ty.types.ts (types from BTF)');
+    expect(fs.readFileSync(path.join(d, 'ty.types.ts'), 'utf8')).toMatch(/pid: number/);
   });
 
   test('doctor --json lists the checks', () => {

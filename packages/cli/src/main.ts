@@ -15,6 +15,7 @@ program
   .argument('<file>', 'BPF C source')
   .option('-o, --output <file>', 'write the object here (default: <name>.bpf.o beside the source)')
   .option('-f, --flags <flags>', 'extra clang flags, e.g. "-DLBC_DEBUG"')
+  .option('-I, --include <dir>', 'add an include directory (repeatable; relative to the current directory); the source\'s own directory always is one', (d: string, all: string[]) => [...all, d], [] as string[])
   .option('--arch <arch>', 'target arch (x86_64, aarch64, ...); default: this host')
   .option('--no-cache', 'compile even if the cache has the object')
   .option('-s, --server <url>', 'compile on this server (default: $TSLCC_SERVER when no local clang)')
@@ -23,13 +24,13 @@ program
   .option('--json', 'print the result as JSON')
   .option('--types [file]', 'write TypeScript types of the maps, events and globals from BTF (default: <name>.types.ts beside the object)')
   .option('--int64 <mode>', 'for --types: how 64-bit integers decode, bigint (default) or number; match LbcBase\'s int64', 'bigint')
-  .addHelpText('after', '\nExamples:\n  tslcc compile opensnoop.bpf.c\n  tslcc compile tool.bpf.c -o /tmp/tool.bpf.o --inspect\n  tslcc compile opensnoop.bpf.c --types          # also writes opensnoop.types.ts\n')
-  .action(async (file: string, o: { output?: string; flags?: string; arch?: string; cache: boolean; inspect?: boolean; json?: boolean; server?: string; protocol?: 'tslcc' | 'pylcc'; types?: string | boolean; int64: string }) => {
+  .addHelpText('after', '\nExamples:\n  tslcc compile opensnoop.bpf.c\n  tslcc compile tool.bpf.c -I include -I ../common\n  tslcc compile tool.bpf.c -o /tmp/tool.bpf.o --inspect\n  tslcc compile opensnoop.bpf.c --types          # also writes opensnoop.types.ts\n')
+  .action(async (file: string, o: { output?: string; flags?: string; include: string[]; arch?: string; cache: boolean; inspect?: boolean; json?: boolean; server?: string; protocol?: 'tslcc' | 'pylcc'; types?: string | boolean; int64: string }) => {
     if (o.int64 !== 'bigint' && o.int64 !== 'number') throw new LbcError('LBC_INVALID_ARGUMENT', `compile: --int64 must be bigint or number, got "${o.int64}"`);
     const source = fs.readFileSync(file, 'utf8');
     const name = path.basename(file).replace(/\.bpf\.c$|\.c$/, '');
     const out = o.output ?? path.join(path.dirname(file), `${name}.bpf.o`);
-    const r = await compile(source, { name, flags: o.flags, arch: o.arch, noCache: !o.cache, ...(o.server ? { mode: 'remote' as const, server: o.server } : {}), protocol: o.protocol });
+    const r = await compile(source, { name, sourcePath: file, includeDirs: o.include, flags: o.flags, arch: o.arch, noCache: !o.cache, ...(o.server ? { mode: 'remote' as const, server: o.server } : {}), protocol: o.protocol });
     fs.writeFileSync(out, r.elf);
     const typesOut = o.types ? (typeof o.types === 'string' ? o.types : path.join(path.dirname(out), `${name}.types.ts`)) : undefined;
     if (typesOut) {

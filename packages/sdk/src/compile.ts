@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { CompileError, type Diagnostic, LbcError, NotFoundError } from './errors.js';
 import { native } from './native.js';
 import { collectHeaders } from './headers.js';
-import { configuredServer, remoteCompile } from './remote.js';
+import { configuredServer, RemoteError, remoteCompile } from './remote.js';
 import { stripDebug, targetKernelRelease, toolchainFlags, vmlinuxDirName } from './toolchain.js';
 
 /** Where lbc.h lives. */
@@ -193,7 +193,9 @@ export async function clangIdentity(clang: string, cacheDir: string): Promise<st
   let j: Record<string, string> = {};
   try { j = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>; } catch { /* none */ }
   j[stamp] = id;
-  writeAtomic(file, JSON.stringify(j));
+  try {
+    writeAtomic(file, JSON.stringify(j));
+  } catch { /* a full or read-only cache only costs a `clang --version` next time */ }
   return id;
 }
 
@@ -389,8 +391,9 @@ export function absolutizeFlags(flags: string[], cwd = process.cwd()): string[] 
 /** Parse a make-style dependency file (clang -MD -MF): the files the compile read. */
 export function parseDepFile(text: string): string[] {
   const body = text.replace(/\\\r?\n/g, ' ');
-  const colon = body.indexOf(': ');
-  const list = colon < 0 ? body : body.slice(colon + 2);
+  // The target ends at the first ':' followed by white space or the end ("out.o:" with no inputs).
+  const colon = /:(?:\s|$)/.exec(body);
+  const list = colon ? body.slice(colon.index + 1) : body;
   const out: string[] = [];
   let cur = '';
   for (let i = 0; i < list.length; i++) {
@@ -473,6 +476,9 @@ function writableDir(dir: string): boolean {
   }
 }
 
+/** Errors of writing to a directory that exists and is writable: full, over quota, read-only. */
+const WRITE_FAILURES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EFBIG']);
+
 const defaultWarn = (m: string) => process.stderr.write(`tslcc: warning: ${m}\n`);
 
 /** Diagnostics of the compiled file renamed to the user's path (clang sees `<name>.bpf.c` in a temp dir). */
@@ -522,24 +528,45 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
   }
   try {
     const wrapped = wrapSource(source);
-    if (!clang) return await compileRemote(wrapped, { ...opts, name, cacheDir, arch, flags, includeDirs, srcDir, server: server!, warn }, t0);
+    if (!clang) {
+      const r = await compileRemote(wrapped, { ...opts, name, cacheDir, arch, flags, includeDirs, srcDir, server: server!, warn }, t0);
+      return scratchCache ? { ...r, path: '' } : r;
+    }
     const compilerId = await clangIdentity(clang, cacheDir);
     const base = compileKey({ name, source: wrapped, flags, includeDirs, compiler: compilerId, arch, extra: { srcDir: srcDir ?? null, btf: opts.btfPath ?? null } });
     if (!opts.noCache) {
       const hit = cacheLookup(cacheDir, base);
       if (hit) return { elf: hit.elf, key: hit.key, from: 'cache', path: hit.path, warnings: [], ms: performance.now() - t0 };
     }
-    const vmlinuxDir = vmlinuxHeaderDir(cacheDir, opts.btfPath);
+    let vmlinuxDir: string;
+    try {
+      vmlinuxDir = vmlinuxHeaderDir(cacheDir, opts.btfPath);
+    } catch (e) {
+      // A full disk or quota (the cache dir itself was writable): vmlinux.h is megabytes, so
+      // go on in a scratch cache, as for an unwritable one.
+      if (scratchCache || !WRITE_FAILURES.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
+      scratchCache = fs.mkdtempSync(path.join(os.tmpdir(), 'tslcc-nocache-'));
+      warn(`compile cache ${cacheDir}: cannot store vmlinux.h (${(e as Error).message}); compiling without a cache`);
+      cacheDir = scratchCache;
+      vmlinuxDir = vmlinuxHeaderDir(cacheDir, opts.btfPath);
+    }
     const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tslcc-'));
     try {
       const src = `${name}.bpf.c`; // relative to cwd, so diagnostics name the user's file only
       const out = path.join(work, 'out.bpf.o');
       const depFile = path.join(work, 'deps.d');
-      fs.writeFileSync(path.join(work, src), wrapped);
+      // clang looks up `#include "../x.h"` beside the including file first: for the main file
+      // that is this scratch copy, so "../x.h" would find $TMPDIR/x.h before the user's.
+      // Nested empty directories make such names miss here and fall through to -iquote srcDir.
+      const srcHome = path.join(work, ...new Array<string>(8).fill('s'));
+      fs.mkdirSync(srcHome, { recursive: true });
+      fs.writeFileSync(path.join(srcHome, src), wrapped);
       const quote = srcDir ? ['-iquote', srcDir] : [];
       const pchOpts = { vmlinuxDir, arch, flags, includeDirs, compiler: compilerId };
       let pch = opts.pch === false ? undefined : await ensurePch(clang, cacheDir, pchOpts);
-      const clangRun = () => run(clang, [...clangArgs({ arch, src, out, includeDir: INCLUDE_DIR, vmlinuxDir, includeDirs, flags: [...quote, ...flags], pch }), '-MD', '-MF', depFile], { cwd: work, timeoutMs: 120_000 });
+      // -fdebug-compilation-dir: the BTF line info would otherwise name the random work dir,
+      // and the same source would give different bytes on every compile.
+      const clangRun = () => run(clang, [...clangArgs({ arch, src, out, includeDir: INCLUDE_DIR, vmlinuxDir, includeDirs, flags: [...quote, ...flags], pch }), '-fdebug-compilation-dir=.', '-MD', '-MF', depFile], { cwd: srcHome, timeoutMs: 120_000 });
       let r = await clangRun();
       if (r.code !== 0 && pch && PCH_TROUBLE.test(r.stderr)) {
         // A PCH clang will not use (its inputs were touched, another compiler built it):
@@ -558,7 +585,8 @@ export async function compile(source: string, opts: CompileOptions = {}): Promis
         deps = depsOf(fs.readFileSync(depFile, 'utf8'), work, cacheDir, pch);
       } catch { /* no dep file: the key still covers source and flags */ }
       const stored = cacheStore(cacheDir, base, deps, elf, warn);
-      return { elf, key: stored.key, from: 'local', path: stored.path ?? '', warnings: diagnostics.filter((d) => d.severity === 'warning'), ms: performance.now() - t0 };
+      // A scratch cache is removed below: nothing stays at its paths.
+      return { elf, key: stored.key, from: 'local', path: scratchCache ? '' : stored.path ?? '', warnings: diagnostics.filter((d) => d.severity === 'warning'), ms: performance.now() - t0 };
     } finally {
       fs.rmSync(work, { recursive: true, force: true });
     }
@@ -604,7 +632,21 @@ async function compileRemote(wrapped: string, o: CompileOptions & { name: string
       if (sha256(elf) === sum) return { elf, key, from: 'cache', path: objPath, warnings: [], ms: performance.now() - t0 };
     } catch { /* miss */ }
   }
-  const r = await remoteCompile({ name: o.name, source: wrapped, flags: bundle.flags, arch: o.arch, btfPath: o.btfPath, headers: bundle.files, includeDirs: bundle.dirs }, o);
+  // The server names the source `<name>.bpf.c` and the headers `inc/<path>`: give back the user's paths.
+  const renames: Array<[string, string]> = [
+    ...(o.sourcePath ? [[`${o.name}.bpf.c`, o.sourcePath] as [string, string]] : []),
+    ...(bundle.root ? bundle.files.map((f) => [`inc/${f.path}`, path.join(bundle.root!, ...f.path.split('/'))] as [string, string]) : []),
+  ];
+  const localize = (d: Diagnostic[]) => { for (const x of d) x.file = renames.find(([from]) => from === x.file)?.[1] ?? x.file; return d; };
+  let r: Awaited<ReturnType<typeof remoteCompile>>;
+  try {
+    r = await remoteCompile({ name: o.name, source: wrapped, flags: bundle.flags, arch: o.arch, btfPath: o.btfPath, headers: bundle.files, includeDirs: bundle.dirs }, o);
+  } catch (e) {
+    if (!(e instanceof RemoteError) || !renames.length) throw e;
+    let message = e.message;
+    for (const [from, to] of renames) message = message.split(`${from}:`).join(`${to}:`).split(`"${from}"`).join(`"${to}"`);
+    throw new RemoteError(message, e.server, e.status, { serverCode: e.serverCode, diagnostics: localize(e.diagnostics), cause: e.cause });
+  }
   let stored = objPath;
   try {
     writeAtomic(objPath, r.elf);
@@ -613,5 +655,5 @@ async function compileRemote(wrapped: string, o: CompileOptions & { name: string
     o.warn(`compile cache ${o.cacheDir}: cannot store the object (${(e as Error).message})`);
     stored = '';
   }
-  return { elf: r.elf, key, from: 'remote', path: stored, warnings: renameDiagnostics(r.diagnostics.filter((d) => d.severity === 'warning'), `${o.name}.bpf.c`, o.sourcePath), ms: performance.now() - t0 };
+  return { elf: r.elf, key, from: 'remote', path: stored, warnings: localize(r.diagnostics.filter((d) => d.severity === 'warning')), ms: performance.now() - t0 };
 }

@@ -23,6 +23,8 @@ export interface HeaderBundle {
   dirs: BundledDir[];
   /** The flags without the include-directory flags the bundle now carries. */
   flags: string[];
+  /** The local directory the bundle's paths are relative to (absent when there are no files). */
+  root?: string;
 }
 
 export const MAX_BUNDLE_FILES = 256;
@@ -105,6 +107,7 @@ export function collectHeaders(source: string, o: { srcDir?: string; includeDirs
     files: [...found].map(([p, content]) => ({ path: rel(p), content })).sort((a, b) => a.path.localeCompare(b.path)),
     dirs: dirs.map((x) => ({ path: rel(path.resolve(x.d)), quote: x.quote })),
     flags: split.rest,
+    root,
   };
 }
 
