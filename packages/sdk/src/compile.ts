@@ -22,7 +22,8 @@ import { stripDebug, targetKernelRelease, toolchainFlags, vmlinuxDirName } from 
 export const INCLUDE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'include');
 // 2: objects are stripped of DWARF and built with the toolchain defaults (toolchain.ts).
 // 3: keyed by every file the compile read (manifest), objects carry their hash.
-const CACHE_FORMAT = 3;
+// 4: the target arch's multiarch include directory is searched last.
+const CACHE_FORMAT = 4;
 
 export interface CompileOptions {
   /** Base name: the file name in diagnostics (`<name>.bpf.c`). Default "prog". */
@@ -244,6 +245,11 @@ export function cachedObjectPath(cacheDir: string, key: string): string {
  * clang's arguments for one BPF compile, with the paths as the compiler will see them (the
  * server passes the paths inside its sandbox). Never a shell: these go to execve as they are.
  */
+/** Debian's multiarch include directory of each kernel arch name. */
+export const MULTIARCH_INCLUDE: Record<string, string> = {
+  x86: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', s390: 's390x-linux-gnu', powerpc: 'powerpc64le-linux-gnu', riscv: 'riscv64-linux-gnu',
+};
+
 export function clangArgs(p: {
   arch: string; src: string; out: string; includeDir: string; vmlinuxDir: string; includeDirs?: string[]; flags: string[];
   /** Use this precompiled lbc.h instead of parsing it (and vmlinux.h) again. */
@@ -251,11 +257,16 @@ export function clangArgs(p: {
   /** Build the precompiled lbc.h into `out` (src is ignored). */
   buildPch?: boolean;
 }): string[] {
+  // With -target bpf clang searches no multiarch directory, so <asm/...>, <bits/...> and
+  // glibc headers a program pulls in (libbpf-tools' CLANG_BPF_SYS_INCLUDES) are not found;
+  // the target arch's one goes last, after everything else (also inside the server's sandbox).
+  const multiarch = MULTIARCH_INCLUDE[p.arch];
+  const sys = multiarch && fs.existsSync(`/usr/include/${multiarch}`) ? ['-idirafter', `/usr/include/${multiarch}`] : [];
   const common = [
     '-target', 'bpf', '-O2', '-g', `-D__TARGET_ARCH_${p.arch}`,
     '-fno-color-diagnostics', '-fno-caret-diagnostics',
     '-I', p.includeDir, '-I', p.vmlinuxDir, ...(p.includeDirs ?? []).flatMap((d) => ['-I', d]),
-    ...p.flags,
+    ...p.flags, ...sys,
   ];
   const lbc = path.join(p.includeDir, 'lbc.h');
   if (p.buildPch) return [...common, '-x', 'c-header', lbc, '-o', p.out];
@@ -275,7 +286,7 @@ export function pchKey(p: { vmlinuxDir: string; arch: string; flags: string[]; i
   const stamps = [path.join(inc, 'lbc.h'), path.join(p.vmlinuxDir, 'vmlinux.h')].map((f) => {
     try { const st = fs.statSync(f); return `${f}:${st.size}:${st.mtimeMs}`; } catch { return `${f}:-`; }
   });
-  return sha256(JSON.stringify(['pch', 2, lbcHeaderHash(), p.vmlinuxDir, p.arch, p.flags, p.includeDirs ?? [], p.compiler, stamps]));
+  return sha256(JSON.stringify(['pch', 3, lbcHeaderHash(), p.vmlinuxDir, p.arch, p.flags, p.includeDirs ?? [], p.compiler, stamps]));
 }
 
 const pchBuilds = new Map<string, Promise<string | undefined>>();

@@ -9,9 +9,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Link, PerfEventAttr } from '@tslcc/native';
 import type { Btf } from './btf.js';
-import { type CompiledObject, type CompileOptions, compile, defaultCacheDir, kernelBtfPath } from './compile.js';
+import { type CompiledObject, type CompileOptions, compile, defaultCacheDir, kernelBtfPath, splitFlags, writeAtomic } from './compile.js';
+import { defaultMcpu, targetKernelRelease } from './toolchain.js';
 import { configuredServer, fetchBtf } from './remote.js';
-import { didYouMean, LbcError, NotFoundError, UnsupportedError } from './errors.js';
+import { didYouMean, LbcError, NotFoundError, UnsupportedError, VerifierError } from './errors.js';
 import { EventMap, type LbcMap } from './maps.js';
 import type { LoadedObject } from './object/loaded.js';
 import { findBinary, type KprobeOptions, type PerfEventOptions, type UprobeOptions, type UsdtOptions } from './object/program.js';
@@ -204,12 +205,28 @@ export class LbcBase<M extends object = AnyMaps> {
     this.state = 'starting';
     try {
       await this.resolveKernelBtf();
-      const elf = this.options.object ?? (await this.compileSource()).elf;
-      const spec = openObject(elf, { name: this.name, btfCustomPath: this.btfPath, int64: this.options.int64, onWarning: (m) => this.warn(m) });
-      this.spec = spec;
-      this.configure(spec);
-      if (this.options.beforeLoad) await this.options.beforeLoad(spec);
-      this.loaded = spec.load();
+      let elf = this.options.object ?? (await this.compileSource()).elf;
+      // An object that verified only at -mcpu=v2 before: go straight to its v2 build.
+      const isaNote = this.compiled && this.defaultIsa() ? isaNotePath(this.compileCacheDir(), this.compiled.key) : undefined;
+      if (isaNote && fs.existsSync(isaNote)) elf = (await this.compileSource(['-mcpu=v2'])).elf;
+      try {
+        this.loaded = (await this.prepare(elf)).load();
+      } catch (e) {
+        // clang 14 at -mcpu=v3 (our default for 5.1+) sometimes loses a bound through a
+        // 32-bit compare that v2 code keeps; a program the verifier rejects at v3 is tried
+        // once more at v2 before the error stands.
+        if (!(e instanceof VerifierError) || !isaNote || fs.existsSync(isaNote)) throw e;
+        this.spec?.close();
+        const v2 = await this.compileSource(['-mcpu=v2']).catch(() => undefined);
+        if (!v2) throw e;
+        try {
+          this.loaded = (await this.prepare(v2.elf)).load();
+        } catch {
+          throw e;
+        }
+        try { writeAtomic(isaNote!, 'v2\n'); } catch { /* only saves the v3 attempt next time */ }
+        this.warn(`"${this.name}": the verifier rejected the program built with -mcpu=v3 (${e.message.replace(/ \(\d+ lines omitted\)$/, '')}); it loaded when built with -mcpu=v2, which is used. Pass env: '-mcpu=v2' to skip the first attempt`);
+      }
       this.spec = undefined;
       Object.assign(this.maps, this.loaded.maps);
       live.add(this);
@@ -221,6 +238,26 @@ export class LbcBase<M extends object = AnyMaps> {
       this.close();
       throw e;
     }
+  }
+
+  /** Open the object and apply the options and the beforeLoad hook. */
+  private async prepare(elf: Buffer): Promise<ObjectSpec> {
+    const spec = openObject(elf, { name: this.name, btfCustomPath: this.btfPath, int64: this.options.int64, onWarning: (m) => this.warn(m) });
+    this.spec = spec;
+    this.configure(spec);
+    if (this.options.beforeLoad) await this.options.beforeLoad(spec);
+    return spec;
+  }
+
+  private compileCacheDir(): string {
+    return this.options.compile?.cacheDir ?? defaultCacheDir();
+  }
+
+  /** Whether the object was compiled here with tslcc's default ISA level, v3 (no -mcpu of the user's). */
+  private defaultIsa(): boolean {
+    if (this.options.object || !this.compiled) return false;
+    const flags = splitFlags(this.options.env);
+    return !flags.some((f) => f.startsWith('-mcpu=')) && defaultMcpu(targetKernelRelease(this.btfPath)) === 'v3';
   }
 
   /** The options' pre-load decisions, applied to the opened object. */
@@ -269,7 +306,7 @@ export class LbcBase<M extends object = AnyMaps> {
     this.btfPath = await fetchBtf(c.cacheDir ?? defaultCacheDir(), c);
   }
 
-  private async compileSource(): Promise<CompiledObject> {
+  private async compileSource(extraFlags: string[] = []): Promise<CompiledObject> {
     let source = this.options.source;
     let sourcePath: string | undefined;
     if (source === undefined) {
@@ -283,7 +320,7 @@ export class LbcBase<M extends object = AnyMaps> {
     const carriers = eventCarriers(this.options.events ?? {});
     if (carriers) source = `${source.endsWith('\n') ? source : `${source}\n`}${carriers}`;
     this.compiled = await compile(source, {
-      btfPath: this.btfPath, ...this.options.compile, name: this.name, flags: this.options.env, sourcePath,
+      btfPath: this.btfPath, ...this.options.compile, name: this.name, flags: [...splitFlags(this.options.env), ...extraFlags], sourcePath,
       includeDirs: [...(this.options.includeDirs ?? []), ...(this.options.compile?.includeDirs ?? [])],
       onWarning: (m) => this.warn(m),
     });
@@ -332,7 +369,7 @@ export class LbcBase<M extends object = AnyMaps> {
       p.attach();
       if (si.event) byEvent.set(si.event, [...(byEvent.get(si.event) ?? []), p.name]);
     }
-    if (bare.length) this.warn(`"${this.name}": programs left for explicit attach, their SEC() names no target: ${bare.join(', ')}`);
+    if (bare.length) this.warn(`"${this.name}": programs left for explicit attach, their SEC() names no complete target: ${bare.join(', ')}`);
     for (const [event, progs] of byEvent) {
       const kinds = new Set(progs.map((n) => loaded.programs[n]!.spec.sectionInfo.kind));
       if (progs.length > 1 && kinds.size > 1) {
@@ -517,6 +554,11 @@ export class LbcBase<M extends object = AnyMaps> {
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
   }
+}
+
+/** Marks an object (by its v3 cache key) that verifies only when built with -mcpu=v2. */
+function isaNotePath(cacheDir: string, key: string): string {
+  return path.join(cacheDir, 'isa', `${key}.v2`);
 }
 
 /** pylcc's name for LbcBase. */

@@ -91,6 +91,9 @@ export class Sandbox {
         // <bpf/usdt.bpf.h> includes <linux/errno.h> (→ asm-generic/errno.h): public UAPI headers.
         '--ro-bind-try', '/usr/include/linux', '/usr/include/linux',
         '--ro-bind-try', '/usr/include/asm-generic', '/usr/include/asm-generic',
+        // The multiarch directories (asm/, bits/, gnu/): public package headers, searched last.
+        '--ro-bind-try', '/usr/include/x86_64-linux-gnu', '/usr/include/x86_64-linux-gnu',
+        '--ro-bind-try', '/usr/include/aarch64-linux-gnu', '/usr/include/aarch64-linux-gnu',
         ...(paths.includeDir ? ['--ro-bind', paths.includeDir, INSIDE.include] : []),
         ...(paths.vmlinuxDir ? ['--ro-bind', paths.vmlinuxDir, INSIDE.vmlinux] : []),
         ...(paths.pchDir ? ['--ro-bind', paths.pchDir, INSIDE.pch] : []),

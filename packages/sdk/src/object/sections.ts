@@ -25,6 +25,7 @@ const WITH_TARGET = new Set([
   'uprobe', 'uretprobe', 'uprobe.s', 'uretprobe.s', 'usdt',
   'tp', 'tracepoint', 'raw_tp', 'raw_tracepoint', 'raw_tp.w', 'raw_tracepoint.w',
 ]);
+const UPROBE_KINDS = new Set(['uprobe', 'uretprobe', 'uprobe.s', 'uretprobe.s']);
 /** Kinds whose target is resolved at load (vmlinux BTF), so they attach by SEC alone once loaded. */
 const LOAD_TARGET = new Set(['fentry', 'fexit', 'fmod_ret', 'fentry.s', 'fexit.s', 'fmod_ret.s', 'tp_btf', 'lsm', 'lsm.s', 'iter', 'iter.s', 'freplace']);
 
@@ -36,7 +37,11 @@ export function sectionInfo(section: string, attachTarget?: string): SectionInfo
   const kind = slash < 0 ? section : section.slice(0, slash);
   const target = slash < 0 ? undefined : section.slice(slash + 1) || undefined;
   const info: SectionInfo = { kind, target, autoAttach: false, targetExpected: WITH_TARGET.has(kind) };
-  if (WITH_TARGET.has(kind)) info.autoAttach = !!target;
+  // uprobe/PATH:FUNC and usdt/PATH:PROVIDER:NAME need the binary; the legacy
+  // "uretprobe/readline" (BCC style) names only a function, which libbpf cannot attach.
+  if (UPROBE_KINDS.has(kind)) info.autoAttach = !!target && target.includes(':');
+  else if (kind === 'usdt') info.autoAttach = !!target && target.split(':').length === 3;
+  else if (WITH_TARGET.has(kind)) info.autoAttach = !!target;
   else if (LOAD_TARGET.has(kind)) info.autoAttach = !!(attachTarget ?? target);
   const t = attachTarget ?? target;
   if (!t) return info;
@@ -63,8 +68,10 @@ export function sectionInfo(section: string, attachTarget?: string): SectionInfo
 /** How to attach a program of this kind explicitly, for messages. */
 export function explicitAttachHint(kind: string): string {
   switch (kind) {
-    case 'kprobe': case 'kretprobe': return 'attachKprobe(prog, func)';
-    case 'uprobe': case 'uretprobe': case 'uprobe.s': case 'uretprobe.s': return 'attachUprobe(prog, binary, symbol)';
+    case 'kprobe': return 'attachKprobe(prog, func)';
+    case 'kretprobe': return 'attachKretprobe(prog, func)';
+    case 'uprobe': case 'uprobe.s': return 'attachUprobe(prog, binary, symbol)';
+    case 'uretprobe': case 'uretprobe.s': return 'attachUretprobe(prog, binary, symbol)';
     case 'usdt': return 'attachUsdt(prog, { pid | binary }, provider, name)';
     case 'tp': case 'tracepoint': return 'attachTracepoint(prog, category, name)';
     case 'raw_tp': case 'raw_tracepoint': return 'attachRawTracepoint(prog, name)';

@@ -336,6 +336,7 @@ export class ObjectSpec {
    */
   load(): LoadedObject {
     const obj = this.native;
+    this.checkSizes();
     checkBpfPermission(`load "${this.name}"`);
     try {
       obj.load();
@@ -344,6 +345,23 @@ export class ObjectSpec {
     }
     this.obj = undefined;
     return new LoadedObject(obj, this);
+  }
+
+  /**
+   * Sizes the C left for the loader to set (libbpf-tools size maps from pid_max or the
+   * stack depth at run time): the kernel's EINVAL would not say which, so say it here.
+   */
+  private checkSizes(): void {
+    for (const m of Object.values(this.maps)) {
+      if (m.maxEntries === 0 && !ZERO_ENTRIES_OK.has(m.typeId)) {
+        throw new LbcError('LBC_INVALID_ARGUMENT',
+          `load "${this.name}": map "${m.name}" (${m.type}) has max_entries 0: the C leaves it to the loader; set it before load with maps: { ${m.name}: { maxEntries: N } } (or spec.maps.${m.name}.maxEntries in beforeLoad)`);
+      }
+      if (m.valueSize === 0 && m.typeId === MapType.STACK_TRACE) {
+        throw new LbcError('LBC_INVALID_ARGUMENT',
+          `load "${this.name}": stack map "${m.name}" has value_size 0: the C leaves the stack depth to the loader; set it with maps: { ${m.name}: { valueSize: 127 * 8 } } (frames × 8 bytes)`);
+      }
+    }
   }
 
   /** Release the object without loading it. Idempotent. */
@@ -357,6 +375,12 @@ export class ObjectSpec {
     return this.opts;
   }
 }
+
+/**
+ * Map types whose max_entries may be 0 before load: libbpf sizes perf event arrays to the
+ * CPUs, struct_ops maps to 1, and local storage maps must be 0.
+ */
+const ZERO_ENTRIES_OK = new Set([MapType.PERF_EVENT_ARRAY, 24 /* sk_storage */, 26 /* struct_ops */, 28 /* inode_storage */, 29 /* task_storage */, 32 /* cgrp_storage */]);
 
 const kernelTypes = new Map<string, boolean>();
 /** Whether the running kernel's BTF has a struct (kind 4) or union (5) of this name. */
