@@ -300,6 +300,13 @@ describe.skipIf(!isRoot)('attach policy', () => {
     expect(t.linkCount).toBe(0);
   });
 
+  test('an extern the kernel does not have: the error names it and the way to guard it', async () => {
+    const src = 'extern int bpf_no_such_kfunc(void) __ksym;\nSEC("tp_btf/sys_enter") int BPF_PROG(k) { return bpf_no_such_kfunc(); }';
+    const err = await startFails('noext', src);
+    expect(err).toBeInstanceOf(NotFoundError);
+    expect(err.message).toBe('load "noext": the program uses "bpf_no_such_kfunc", declared extern, which is neither in the object nor a kfunc or kernel symbol of this kernel (libbpf: extern (func ksym) \'bpf_no_such_kfunc\': not found in kernel or module BTFs); check the name, or declare it __weak and test bpf_ksym_exists(bpf_no_such_kfunc) before calling it');
+  });
+
   test('an unbounded loop: a VerifierError that names the limit and the fix', async () => {
     const src = `SEC("tp/syscalls/sys_enter_getppid") int spin(void *ctx) {
       u32 i = 0;

@@ -12,7 +12,7 @@ import { EventMap, HistMap, KeyValueMap, LbcMap, type MapContext, MapType, Stack
 import { native } from '../native.js';
 import { kernelProbes } from './features.js';
 import { Program } from './program.js';
-import type { GlobalSection, ObjectSpec } from './spec.js';
+import { externError, type GlobalSection, type ObjectSpec } from './spec.js';
 import { sectionInfo } from './sections.js';
 
 const EOPNOTSUPP = 95;
@@ -223,6 +223,8 @@ export function loadError(e: unknown, spec: ObjectSpec): LbcError {
   const what = `load program "${failedProg}"${sec}`;
   const causes = causeLines(log);
   const kind = info ? sectionInfo(info.section).kind : '';
+  const ext = externError(e, `load "${spec.name}"`);
+  if (ext) return ext;
   // A missing attach target of fentry/fexit/tp_btf/lsm: libbpf names it before loading.
   const missingTarget = /failed to find kernel BTF type ID of '([^']+)'|attach target '([^']+)' not found|failed to resolve target BTF/.exec(log);
   if (info && missingTarget) {

@@ -394,6 +394,18 @@ function isKernelType(name: string, kind: number): boolean {
   return v;
 }
 
+/** An extern the program declares and nothing provides (libbpf fails at open or load): name it and the guard. */
+export function externError(e: unknown, what: string): NotFoundError | undefined {
+  const log = (e as { libbpfLog?: string }).libbpfLog ?? '';
+  const ext = /failed to find BTF for extern '([^']+)'[^\n]*|extern \((?:func |var )?ksym\) '([^']+)': not found in kernel[^\n]*/.exec(log);
+  if (!ext) return undefined;
+  const sym = ext[1] ?? ext[2]!;
+  return new NotFoundError(
+    `${what}: the program uses "${sym}", declared extern, which is neither in the object nor a kfunc or kernel symbol of this kernel (libbpf: ${ext[0].replace(/: -?\d+$/, '')}); ` +
+    `check the name, or declare it __weak and test bpf_ksym_exists(${sym}) before calling it`,
+    { errno: (e as { errno?: number }).errno, libbpfLog: log });
+}
+
 /**
  * Open a compiled CO-RE object (ELF bytes): parse its programs, maps and BTF. No kernel
  * access. Configure the returned spec, then `load()` it.
@@ -405,7 +417,7 @@ export function openObject(elf: Buffer, opts: OpenObjectOptions = {}): ObjectSpe
   try {
     obj = new (native().BpfObject)(elf, name, { btfCustomPath: opts.btfCustomPath });
   } catch (e) {
-    throw wrapNative(e, `open "${name}"`, 'LBC_LOAD');
+    throw externError(e, `open "${name}"`) ?? wrapNative(e, `open "${name}"`, 'LBC_LOAD');
   }
   try {
     return new ObjectSpec(obj, opts);
