@@ -133,7 +133,7 @@ mount -t proc proc $R/proc; mount -t sysfs sys $R/sys; mount -t devtmpfs dev $R/
 mkdir -p $R/dev/pts $R/dev/shm; mount -t devpts devpts $R/dev/pts; mount -t tmpfs shm $R/dev/shm
 mount -t tmpfs tmp $R/tmp; mount -t tmpfs run $R/run
 mount -t bpf bpf $R/sys/fs/bpf; mount -t tracefs tracefs $R/sys/kernel/tracing; mount -t debugfs debugfs $R/sys/kernel/debug
-mount -t cgroup2 cgroup2 $R/sys/fs/cgroup
+mount -t cgroup2 cgroup2 $R/sys/fs/cgroup; mount -t securityfs securityfs $R/sys/kernel/security
 ip link set lo up
 . /vmtest.env
 echo "vmtest: guest $(uname -r) up; running $TSLCC_VM_SUITES"
@@ -165,6 +165,12 @@ accel() {
   fi
   echo "-accel tcg,thread=multi -cpu max"
 }
+
+# CO-RE, really: one object compiled here, on the host, that test/kernel/core.test.ts loads
+# unchanged in every guest kernel.
+TSLCC_CORE_OBJECT=$CACHE/core.bpf.o
+TSLCC_CORE_EXPECT=$(node scripts/core-object.mjs "$TSLCC_CORE_OBJECT") || die "cannot compile test/fixtures/core.bpf.c on the host"
+export TSLCC_CORE_OBJECT TSLCC_CORE_EXPECT
 
 status=0
 summary=()

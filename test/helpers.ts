@@ -53,6 +53,26 @@ export function openFds(): string[] {
   return fs.readdirSync('/proc/self/fd').sort((a, b) => Number(a) - Number(b));
 }
 
+/**
+ * This process's BPF objects by their fds (bpf-prog, bpf-map, bpf_link) and perf events:
+ * what a test created and must release, never the host's other BPF users.
+ */
+export function bpfFds(): { progs: number; maps: number; links: number; perf: number; all: string[] } {
+  const out = { progs: 0, maps: 0, links: 0, perf: 0, all: [] as string[] };
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    let l: string;
+    try { l = fs.readlinkSync(`/proc/self/fd/${fd}`); } catch { continue; }
+    if (l === 'anon_inode:bpf-prog') out.progs++;
+    else if (l === 'anon_inode:bpf-map') out.maps++;
+    else if (l === 'anon_inode:bpf_link' || l === 'anon_inode:bpf-link') out.links++;
+    else if (l === 'anon_inode:[perf_event]') out.perf++;
+    else continue;
+    out.all.push(`${fd}:${l}`);
+  }
+  out.all.sort();
+  return out;
+}
+
 /** Let the event loop run (uv poll callbacks deliver events). */
 export function tick(ms = 50): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -3,14 +3,14 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import * as native from '@tslcc/native';
 import {
   CompileError, compile, hasKprobes, LbcBase, NotFoundError, UnsupportedError, VerifierError,
 } from '@tslcc/sdk';
-import { isRoot, REPO, ROOT_SKIP, tempDir, until } from '../helpers';
+import { bpfFds, isRoot, REPO, ROOT_SKIP, tempDir } from '../helpers';
 
 const cacheDir = tempDir('errors');
-const kernelObjects = () => JSON.stringify({ links: native.objectIds('link'), progs: native.objectIds('prog') });
+// This process's BPF fds: a failed start must leave none, whatever other BPF users do.
+const kernelObjects = () => JSON.stringify(bpfFds().all);
 
 async function startFails(name: string, source: string, opts: Record<string, unknown> = {}): Promise<Error> {
   const t = new LbcBase(name, { source, compile: { cacheDir }, ...opts });
@@ -28,13 +28,9 @@ const GOOD_TP = 'SEC("tp/syscalls/sys_enter_getppid") int ok(void *ctx) { return
 describe.skipIf(!isRoot)('errors leave nothing behind', () => {
   let before = '';
   beforeEach(async () => {
-    // Settle anything a previous test freed (the kernel frees programs after RCU).
-    let last = '';
-    await until(() => { const now = kernelObjects(); const same = now === last; last = now; return same; }, 2000);
     before = kernelObjects();
   });
   afterEach(async () => {
-    await until(() => kernelObjects() === before);
     expect(kernelObjects()).toBe(before);
   });
 

@@ -2,6 +2,7 @@
 // fentry with a kprobe/tracepoint fallback chosen from feature probes, tp_btf/raw_tp twins,
 // map sizes the C leaves at 0, dummy attach targets, event structs that are only locals,
 // variable-length records, and the attach policy (targetless SECs, twins, missing points).
+import * as os from 'node:os';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   compile, LbcBase, LbcError, NotFoundError, openObject, UnsupportedError, VerifierError, type ObjectSpec,
@@ -161,19 +162,22 @@ describe.skipIf(!isRoot)('pre-load stage', () => {
     const src = `${MINE}
       struct { __uint(type, BPF_MAP_TYPE_STACK_TRACE); __uint(key_size, sizeof(u32)); } stacks SEC(".maps");
       struct { __uint(type, BPF_MAP_TYPE_HASH); __type(key, u32); __type(value, s32); } stack_of SEC(".maps");
-      SEC("tp/syscalls/sys_enter_getppid") int on_getppid(void *ctx) {
-        if (!mine()) return 0;
+      const volatile long nr = 0;
+      // raw_tp, not tp/syscalls: on 6.1 a syscall tracepoint hands bpf_get_stackid the
+      // syscall's user-mode registers, so the kernel stack is -EFAULT there.
+      SEC("raw_tp/sys_enter") int BPF_PROG(on_getppid, struct pt_regs *regs, long id_nr) {
+        if (id_nr != nr || !mine()) return 0;
         u32 pid = bpf_get_current_pid_tgid() >> 32;
         s32 id = bpf_get_stackid(ctx, &stacks, 0);
         bpf_map_update_elem(&stack_of, &pid, &id, 0);
         return 0;
       }`;
-    const err = await startFails('sizes0', src, { globals: { parent_tgid: process.pid }, maps: { stack_of: { maxEntries: 16 } } });
+    const err = await startFails('sizes0', src, { globals: { parent_tgid: process.pid, nr: NR_GETPPID }, maps: { stack_of: { maxEntries: 16 } } });
     expect(err).toBeInstanceOf(LbcError);
     expect(err.message).toBe('load "sizes0": map "stacks" (stack_trace) has max_entries 0: the C leaves it to the loader; set it before load with maps: { stacks: { maxEntries: N } } (or spec.maps.stacks.maxEntries in beforeLoad)');
-    const err2 = await startFails('sizes1', src, { globals: { parent_tgid: process.pid }, maps: { stack_of: { maxEntries: 16 }, stacks: { maxEntries: 8 } } });
+    const err2 = await startFails('sizes1', src, { globals: { parent_tgid: process.pid, nr: NR_GETPPID }, maps: { stack_of: { maxEntries: 16 }, stacks: { maxEntries: 8 } } });
     expect(err2.message).toBe('load "sizes1": stack map "stacks" has value_size 0: the C leaves the stack depth to the loader; set it with maps: { stacks: { valueSize: 127 * 8 } } (frames × 8 bytes)');
-    const t = await start('sizes', src, { maps: { stacks: { valueSize: 127 * 8, maxEntries: 256 }, stack_of: { maxEntries: 16 } } });
+    const t = await start('sizes', src, { globals: { parent_tgid: process.pid, nr: NR_GETPPID }, maps: { stacks: { valueSize: 127 * 8, maxEntries: 256 }, stack_of: { maxEntries: 16 } } });
     expect([t.maps.stacks.info.valueSize, t.maps.stacks.info.maxEntries, t.maps.stack_of.info.maxEntries]).toEqual([1016, 256, 16]);
     const pid = runProbe('getppid', '1');
     const id = t.maps.stack_of.get(pid) as number;
@@ -307,7 +311,8 @@ describe.skipIf(!isRoot)('attach policy', () => {
     expect(err.message).toBe('load "noext": the program uses "bpf_no_such_kfunc", declared extern, which is neither in the object nor a kfunc or kernel symbol of this kernel (libbpf: extern (func ksym) \'bpf_no_such_kfunc\': not found in kernel or module BTFs); check the name, or declare it __weak and test bpf_ksym_exists(bpf_no_such_kfunc) before calling it');
   });
 
-  test('an unbounded loop: a VerifierError that names the limit and the fix', async () => {
+  test('an unbounded loop: a VerifierError that names the limit and the fix', async (ctx) => {
+    if (process.env.TSLCC_VM) ctx.skip(`verifying a million instructions takes minutes under QEMU's TCG (kernel ${process.env.TSLCC_VM}); the host suite runs this test`);
     const src = `SEC("tp/syscalls/sys_enter_getppid") int spin(void *ctx) {
       u32 i = 0;
       while (bpf_get_prandom_u32() != 0x5eed) i++;
@@ -341,10 +346,15 @@ describe.skipIf(!isRoot)('ISA level', () => {
       return 0;
     }`;
 
-  test('a program the verifier rejects at the default -mcpu=v3 is built again at v2, once, and remembered', async () => {
+  test('a program the verifier rejects at the default -mcpu=v3 is built again at v2, once, and remembered', async (ctx) => {
     const dir = tempDir('isa');
     const w1: string[] = [];
     const t1 = await start('isa', SRC, { compile: { cacheDir: dir }, onWarning: (m: string) => w1.push(m) });
+    if (!w1.length) {
+      runProbe('getppid', '3');
+      expect(t1.readGlobal('hits')).toBe(3n);
+      ctx.skip(`kernel ${os.release()} verifies this program as built at -mcpu=v3 (its verifier keeps the bound), so the v2 rebuild is not needed here; the host's 6.18 rejects it`);
+    }
     expect(w1).toHaveLength(1);
     expect(w1[0]).toMatch(/^"isa": the verifier rejected the program built with -mcpu=v3 \(load program "f" .*math between map_value pointer and register with unbounded min value is not allowed\); it loaded when built with -mcpu=v2, which is used\. Pass env: '-mcpu=v2' to skip the first attempt$/);
     runProbe('getppid', '3');

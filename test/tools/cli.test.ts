@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { REPO, rodataU32, tempDir } from '../helpers';
+import { hasKprobes, kernelProbes } from '@tslcc/sdk';
+import { isRoot, REPO, rodataU32, tempDir } from '../helpers';
 
 const BIN = path.join(REPO, 'packages/cli/bin/tslcc.js');
 const run = (args: string[], env: Record<string, string> = {}, cwd?: string) =>
@@ -94,6 +95,10 @@ describe('tslcc', () => {
     const checks = JSON.parse(r.stdout) as Array<{ name: string; ok: boolean }>;
     expect(checks.map((c) => c.name)).toEqual(expect.arrayContaining(['kernel', 'privileges', 'kernel BTF', 'tracefs', 'kprobes', 'clang (local compile)']));
     expect(checks.find((c) => c.name === 'kernel BTF')!.ok).toBe(fs.existsSync('/sys/kernel/btf/vmlinux'));
+    // What this kernel can do, as the feature probes find it: kprobes and fentry differ between
+    // the CI kernel (neither) and the VM suite's Debian kernels (both).
+    expect(checks.find((c) => c.name === 'kprobes')!.ok).toBe(hasKprobes());
+    if (isRoot) expect(checks.find((c) => c.name === 'fentry/fexit')!.ok).toBe(kernelProbes().trampolines);
     expect(r.status).toBe(checks.some((c) => !c.ok && ['privileges', 'kernel BTF', 'tracepoint programs'].includes(c.name)) ? 1 : 0);
   });
 

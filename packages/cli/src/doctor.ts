@@ -1,7 +1,7 @@
 /** `tslcc doctor`: what this host can do, each check with the fix when it fails. */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { checkBpfPermission, findClang, kernelFeatures } from '@tslcc/sdk';
+import { checkBpfPermission, findClang, kernelFeatures, kernelProbes } from '@tslcc/sdk';
 
 export interface Check { name: string; ok: boolean; required: boolean; detail: string }
 
@@ -29,8 +29,16 @@ export function doctor(): Check[] {
   pt('raw_tp programs', f.progTypes.raw_tracepoint, false, '');
   pt('perf_event programs', f.progTypes.perf_event, false, '');
   pt('ring buffer', f.ringbuf, false, 'kernel 5.8+; use LBC_PERF_OUTPUT');
-  add('kprobes', f.kprobes, false, f.kprobes ? 'supported' : 'CONFIG_KPROBES is off; use tracepoints or fentry');
-  pt('fentry/fexit (prog type)', f.progTypes.tracing, false, 'the kernel refuses BPF trampolines (5.5+ with CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)');
+  // A trampoline program really loaded and attached, not just the program type probed: some
+  // kernels accept BPF_PROG_TYPE_TRACING and refuse fentry at load (EPERM).
+  const probes = kernelProbes();
+  add('kprobes', f.kprobes, false, f.kprobes ? 'supported' : `CONFIG_KPROBES is off; use ${privileged && probes.trampolines ? 'fentry or ' : ''}tracepoints`);
+  pt('fentry/fexit', privileged && probes.trampolines, false, 'the kernel refuses BPF trampolines (5.5+ with CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS); use kprobes or tracepoints');
+  pt('tp_btf programs', privileged && probes.tpBtf('sched_switch'), false, 'needs 5.5+ with BTF; use raw_tp or tracepoints');
+  let lsms = '';
+  try { lsms = fs.readFileSync('/sys/kernel/security/lsm', 'utf8').trim(); } catch { /* securityfs not mounted */ }
+  const bpfLsm = lsms.split(',').includes('bpf');
+  add('BPF LSM', bpfLsm, false, bpfLsm ? `active (lsm=${lsms})` : lsms ? `not active: add bpf to lsm= on the kernel command line (now: ${lsms}); needs CONFIG_BPF_LSM` : 'unknown: /sys/kernel/security/lsm is unreadable (mount -t securityfs securityfs /sys/kernel/security)');
   const clang = findClang();
   add('clang (local compile)', !!clang, false, clang ?? 'not found: apt-get install clang llvm libbpf-dev, or use a compile server');
   const bwrap = ['/usr/bin/bwrap', '/bin/bwrap'].find((p) => fs.existsSync(p));

@@ -242,7 +242,10 @@ export class LbcBase<M extends object = AnyMaps> {
 
   /** Open the object and apply the options and the beforeLoad hook. */
   private async prepare(elf: Buffer): Promise<ObjectSpec> {
-    const spec = openObject(elf, { name: this.name, btfCustomPath: this.btfPath, int64: this.options.int64, onWarning: (m) => this.warn(m) });
+    const spec = openObject(elf, {
+      name: this.name, btfCustomPath: this.btfPath, int64: this.options.int64, onWarning: (m) => this.warn(m),
+      source: this.sourceText !== undefined ? { text: this.sourceText, file: this.sourceFile ?? `${this.name}.bpf.c` } : undefined,
+    });
     this.spec = spec;
     this.configure(spec);
     if (this.options.beforeLoad) await this.options.beforeLoad(spec);
@@ -286,6 +289,9 @@ export class LbcBase<M extends object = AnyMaps> {
 
   /** Kernel BTF for CO-RE: the option, else the kernel's, else downloaded from the compile server. */
   private btfPath?: string;
+  /** What was compiled, for messages that point at it. */
+  private sourceText?: string;
+  private sourceFile?: string;
 
   private async resolveKernelBtf(): Promise<void> {
     if (this.options.btfCustomPath) {
@@ -317,6 +323,8 @@ export class LbcBase<M extends object = AnyMaps> {
         throw new NotFoundError(`start "${this.name}": no source given and cannot read "${sourcePath}": ${(e as Error).message}; pass { source } or { path }`);
       }
     }
+    this.sourceText = source;
+    this.sourceFile = sourcePath;
     const carriers = eventCarriers(this.options.events ?? {});
     if (carriers) source = `${source.endsWith('\n') ? source : `${source}\n`}${carriers}`;
     this.compiled = await compile(source, {

@@ -258,7 +258,7 @@ export function loadError(e: unknown, spec: ObjectSpec): LbcError {
     const special = lines.find((l) => /BPF program is too large|infinite loop detected|back-edge from insn|unreachable insn|loop is not bounded/.test(l));
     const last = special ?? meaningful[meaningful.length - 1] ?? lines[lines.length - 1] ?? '';
     const where = [...lines].reverse().find((l) => /@ \S+:\d+\s*$/.test(l));
-    const loc = where ? ` at ${/@ (\S+:\d+)\s*$/.exec(where)![1]}` : '';
+    const loc = where ? ` at ${/@ (\S+:\d+)\s*$/.exec(where)![1]}` : sourceLine(lines, spec.options.source);
     const hint = e.errno === 7 || /too large/.test(last) ? '; the verifier gave up after 1M instructions: bound the loop (a constant trip count, bpf_loop(), or #pragma unroll)' : '';
     return new VerifierError(
       `load program "${failedProg}"${sec}: verifier rejected it${loc}: ${last.trim()}${hint} (${Math.max(0, lines.length - 1)} lines omitted)`,
@@ -269,6 +269,20 @@ export function loadError(e: unknown, spec: ObjectSpec): LbcError {
   }
   const tail = causes.length ? causes : log.trim().split('\n').slice(-3).map((l) => l.replace(/^libbpf: /, ''));
   return new LbcError('LBC_LOAD', `load "${spec.name}": ${e.message}${tail.length ? `; libbpf: ${tail.join('; ')}` : ''}`, { errno: e.errno, libbpfLog: log });
+}
+
+/**
+ * " at file:line" from the last source annotation of a verifier log that has no "@ file:line"
+ * (older kernels print only "; return *v;"): the line of the source holding that text, when
+ * exactly one does.
+ */
+function sourceLine(lines: string[], source?: { text: string; file: string }): string {
+  if (!source) return '';
+  const ann = [...lines].reverse().find((l) => /^; \S/.test(l));
+  const code = ann?.slice(2).trim();
+  if (!code) return '';
+  const hits = source.text.split('\n').map((l, i) => [l.trim(), i + 1] as const).filter(([l]) => l === code || l.includes(code));
+  return hits.length === 1 ? ` at ${source.file}:${hits[0]![1]}` : '';
 }
 
 /** Alternatives this kernel accepts for a program kind, asked of the feature probes. */

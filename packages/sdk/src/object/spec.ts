@@ -32,6 +32,11 @@ export interface OpenObjectOptions {
   int64?: 'bigint' | 'number';
   /** Where warnings go (default: stderr, prefixed "tslcc: warning:"). */
   onWarning?: (message: string) => void;
+  /**
+   * The source the object was compiled from, and its name in messages: kernels before 6.? print
+   * verifier source annotations without "@ file:line", so the line is found in the text.
+   */
+  source?: { text: string; file: string };
 }
 
 /** One program before load. Setting a property changes what load() does. */
