@@ -56,7 +56,9 @@ describe.skipIf(!isRoot)('errors leave nothing behind', () => {
     expect(err.program).toBe('deref');
     expect(err.message).toMatch(/^load program "deref" \(SEC\("tp\/syscalls\/sys_enter_getpid"\)\): verifier rejected it at verif\.bpf\.c:7: R0 invalid mem access 'map_value_or_null' \(\d+ lines omitted\)$/);
     expect(err.log).toContain("R0 invalid mem access 'map_value_or_null'");
-    expect(err.log).toContain('return *v; @ verif.bpf.c:7');
+    // Newer kernels annotate "; return *v; @ verif.bpf.c:7"; 6.1 prints "; return *v;" and the
+    // SDK finds the line in the source.
+    expect(err.log).toMatch(/; return \*v;( @ verif\.bpf\.c:7)?\n/);
   });
 
   test('not root: PermissionError naming the capabilities and how to run', async () => {

@@ -37,6 +37,9 @@ function seekFile(): string {
 }
 
 const OFFSETS = ['5', '77', '4096'];
+// The lseek syscall's own function: always called out of line (through the syscall table),
+// where vfs_llseek and ksys_lseek may be inlined into it.
+const SYS_LSEEK = process.arch === 'arm64' ? '__arm64_sys_lseek' : '__x64_sys_lseek';
 
 // The event of every test: which probe, the offset argument, whence, and the return value.
 const EV = `
@@ -62,29 +65,33 @@ async function collect(t: LbcBase, run: () => void): Promise<unknown[]> {
 }
 
 describe.skipIf(!isRoot)('kprobes, trampolines, LSM', () => {
-  test('kprobe and kretprobe on vfs_llseek: exact arguments and return values, by SEC and explicitly', async (ctx) => {
+  test('kprobe and kretprobe on the lseek syscall: exact arguments and return values, by SEC and explicitly', async (ctx) => {
     if (!hasKprobes()) ctx.skip(`${KERNEL} has no kprobes (CONFIG_KPROBES off): the attach cannot be exercised here; ${VM}`);
+    // ksyscall/kretsyscall: libbpf finds the arch's wrapper and BPF_KSYSCALL reads the
+    // arguments from the pt_regs the wrapper gets.
     const src = `${MINE}${EV}
-      SEC("kprobe/vfs_llseek") int BPF_KPROBE(on_llseek, struct file *f, loff_t off, int whence) { if (mine()) emit(1, off, whence, 0); return 0; }
-      SEC("kretprobe/vfs_llseek") int BPF_KRETPROBE(on_llseek_ret, loff_t ret) { if (mine()) emit(2, 0, 0, ret); return 0; }`;
+      SEC("ksyscall/lseek") int BPF_KSYSCALL(on_lseek, int fd, long off, int whence) { if (mine()) emit(1, off, whence, 0); return 0; }
+      SEC("kretsyscall/lseek") int BPF_KRETPROBE(on_lseek_ret, long ret) { if (mine()) emit(2, 0, 0, ret); return 0; }
+      SEC("kprobe") int BPF_KPROBE(kp, struct pt_regs *regs) { if (mine()) emit(1, PT_REGS_PARM2_CORE(regs), PT_REGS_PARM3_CORE(regs), 0); return 0; }
+      SEC("kretprobe") int BPF_KRETPROBE(krp, long ret) { if (mine()) emit(2, 0, 0, ret); return 0; }`;
     const file = seekFile();
     const t = await start('kprobes', src);
-    expect(t.linkCount).toBe(2);
+    expect(t.programs.map((p) => [p.name, p.links])).toEqual([['on_lseek', 1], ['on_lseek_ret', 1], ['kp', 0], ['krp', 0]]);
     expect(await collect(t, () => runProbe('lseekf', file, ...OFFSETS))).toEqual(entryExit(1, 2));
     t.close();
     const t2 = await start('kprobes2', src, { attach: false });
-    t2.attachKprobe('on_llseek', 'vfs_llseek');
-    t2.attachKretprobe('on_llseek_ret', 'vfs_llseek');
-    expect(t2.attachKprobe('on_llseek', 'vfs_llseek')).toBe(t2.attachKprobe('on_llseek', 'vfs_llseek'));
+    t2.attachKprobe('kp', SYS_LSEEK);
+    t2.attachKretprobe('krp', SYS_LSEEK);
+    expect(t2.attachKprobe('kp', SYS_LSEEK)).toBe(t2.attachKprobe('kp', SYS_LSEEK));
     expect(t2.linkCount).toBe(2);
     expect(await collect(t2, () => runProbe('lseekf', file, ...OFFSETS))).toEqual(entryExit(1, 2));
   });
 
-  test('fentry and fexit on vfs_llseek: exact arguments and return values', async (ctx) => {
-    if (!kernelProbes().fentryAttachable('vfs_llseek')) ctx.skip(`${KERNEL} refuses fentry programs (no BPF trampoline): the attach cannot be exercised here; ${VM}`);
+  test('fentry and fexit on the lseek syscall: exact arguments and return values', async (ctx) => {
+    if (!kernelProbes().fentryAttachable(SYS_LSEEK)) ctx.skip(`${KERNEL} refuses fentry programs on ${SYS_LSEEK} (no BPF trampoline): the attach cannot be exercised here; ${VM}`);
     const src = `${MINE}${EV}
-      SEC("fentry/vfs_llseek") int BPF_PROG(fe, struct file *f, loff_t off, int whence) { if (mine()) emit(3, off, whence, 0); return 0; }
-      SEC("fexit/vfs_llseek") int BPF_PROG(fx, struct file *f, loff_t off, int whence, loff_t ret) { if (mine()) emit(4, 0, 0, ret); return 0; }`;
+      SEC("fentry/${SYS_LSEEK}") int BPF_PROG(fe, struct pt_regs *regs) { if (mine()) emit(3, PT_REGS_PARM2_CORE(regs), PT_REGS_PARM3_CORE(regs), 0); return 0; }
+      SEC("fexit/${SYS_LSEEK}") int BPF_PROG(fx, struct pt_regs *regs, long ret) { if (mine()) emit(4, 0, 0, ret); return 0; }`;
     const t = await start('trampolines', src);
     expect(t.programs.map((p) => [p.name, p.links])).toEqual([['fe', 1], ['fx', 1]]);
     expect(await collect(t, () => runProbe('lseekf', seekFile(), ...OFFSETS))).toEqual(entryExit(3, 4));
@@ -92,12 +99,12 @@ describe.skipIf(!isRoot)('kprobes, trampolines, LSM', () => {
 
   test('fentry with a kprobe fallback: the probe picks what this kernel has, and the count is exact', async (ctx) => {
     const f = kernelProbes();
-    if (!f.fentryAttachable('vfs_llseek') && !f.kprobes) ctx.skip(`${KERNEL} has neither fentry nor kprobes: nothing to choose; ${VM}`);
+    if (!f.fentryAttachable(SYS_LSEEK) && !f.kprobes) ctx.skip(`${KERNEL} has neither fentry nor kprobes: nothing to choose; ${VM}`);
     const src = `${MINE}
       u64 calls = 0;
-      SEC("fentry/vfs_llseek") int BPF_PROG(via_fentry) { if (mine()) __sync_fetch_and_add(&calls, 1); return 0; }
-      SEC("kprobe/vfs_llseek") int BPF_KPROBE(via_kprobe) { if (mine()) __sync_fetch_and_add(&calls, 1); return 0; }`;
-    const useFentry = f.fentryAttachable('vfs_llseek');
+      SEC("fentry/${SYS_LSEEK}") int BPF_PROG(via_fentry) { if (mine()) __sync_fetch_and_add(&calls, 1); return 0; }
+      SEC("kprobe/${SYS_LSEEK}") int BPF_KPROBE(via_kprobe) { if (mine()) __sync_fetch_and_add(&calls, 1); return 0; }`;
+    const useFentry = f.fentryAttachable(SYS_LSEEK);
     const t = await start('fallback', src, { programs: useFentry ? { via_kprobe: false } : { via_fentry: false } });
     expect(t.programs.filter((p) => p.links).map((p) => p.name)).toEqual([useFentry ? 'via_fentry' : 'via_kprobe']);
     runProbe('lseekf', seekFile(), ...OFFSETS);
@@ -134,11 +141,11 @@ describe.skipIf(!isRoot)('kprobes, trampolines, LSM', () => {
     expect(got.at(-1)).toEqual({ name: 'lsm-target-file' });
   });
 
-  test('kprobe.multi on vfs_llseek: one link, every call counted', async (ctx) => {
+  test('kprobe.multi on the lseek syscall: one link, every call counted', async (ctx) => {
     if (!hasKprobes()) ctx.skip(`${KERNEL} has no kprobes (CONFIG_KPROBES off); ${VM}`);
     const src = `${MINE}
       u64 calls = 0;
-      SEC("kprobe.multi/vfs_llseek") int multi(struct pt_regs *ctx) { if (mine()) __sync_fetch_and_add(&calls, 1); return 0; }`;
+      SEC("kprobe.multi/${SYS_LSEEK}") int multi(struct pt_regs *ctx) { if (mine()) __sync_fetch_and_add(&calls, 1); return 0; }`;
     let t: LbcBase;
     try {
       t = await start('kmulti', src);
@@ -181,37 +188,41 @@ describe.skipIf(!isRoot)('kprobes, trampolines, LSM', () => {
 
   test('the mission\'s canonical program: a kprobe with PT_REGS_PARM arguments, a stack id, a perf output, decoded fields and the symbolized stack', async (ctx) => {
     if (!hasKprobes()) ctx.skip(`${KERNEL} has no kprobes (CONFIG_KPROBES off); ${VM}`);
+    // do_sys_openat2(int dfd, const char __user *filename, struct open_how *how): the
+    // function BCC's opensnoop probes, out of line in every kernel since 5.6.
     const src = `${MINE}
-      struct data_t { int cpu; int whence; u32 stack_id; u64 offset; };
+      struct data_t { int cpu; int dfd; u32 stack_id; char filename[64]; };
       LBC_PERF_OUTPUT(e_out, struct data_t, 128);
       LBC_STACK(call_stack, 256);
-      SEC("kprobe/vfs_llseek")
-      int j_vfs_llseek(struct pt_regs *ctx) {
+      SEC("kprobe/do_sys_openat2")
+      int j_do_sys_openat2(struct pt_regs *ctx) {
         if (!mine()) return 0;
         struct data_t data = {};
         data.cpu = bpf_get_smp_processor_id();
-        data.offset = PT_REGS_PARM2(ctx);
-        data.whence = PT_REGS_PARM3(ctx);
+        data.dfd = PT_REGS_PARM1(ctx);
+        bpf_probe_read_user_str(data.filename, sizeof(data.filename), (void *)PT_REGS_PARM2(ctx));
         data.stack_id = bpf_get_stackid(ctx, &call_stack, KERN_STACKID_FLAGS);
         bpf_perf_event_output(ctx, &e_out, BPF_F_CURRENT_CPU, &data, sizeof(data));
         return 0;
       }`;
     const t = await start('canonical', src);
     const lines: string[] = [];
-    const got: Array<{ offset: bigint; whence: number; stack: string[] }> = [];
-    t.maps.e_out.on((e: { cpu: number; whence: number; stack_id: number; offset: bigint }) => {
+    const got: Array<{ dfd: number; filename: string; stack: string[] }> = [];
+    t.maps.e_out.on((e: { cpu: number; dfd: number; stack_id: number; filename: string }) => {
       const stack = t.maps.call_stack.getStacks(e.stack_id);
-      lines.push(`cpu ${e.cpu} offset ${e.offset} whence ${e.whence}`, ...stack.map((s: string) => `    ${s}`));
-      got.push({ offset: e.offset, whence: e.whence, stack });
+      lines.push(`cpu ${e.cpu} dfd ${e.dfd} ${e.filename}`, ...stack.map((s: string) => `    ${s}`));
+      got.push({ dfd: e.dfd, filename: e.filename, stack });
     });
-    runProbe('lseekf', seekFile(), ...OFFSETS);
+    const target = path.join(tempDir('canon'), 'canonical-target');
+    fs.writeFileSync(target, '');
+    runProbe('openat', target);
     t.maps.e_out.drain();
-    expect(got.map((g) => [g.offset, g.whence])).toEqual(OFFSETS.map((o) => [BigInt(o), 0]));
-    for (const g of got) {
-      expect(g.stack[0]).toMatch(/^vfs_llseek\+0x[0-9a-f]+$/);
-      expect(g.stack.some((f) => /^(ksys_lseek|__x64_sys_lseek|__arm64_sys_lseek)\+/.test(f))).toBe(true);
-      expect(g.stack.some((f) => f.startsWith('do_syscall_64+') || f.startsWith('el0_svc'))).toBe(true);
-    }
-    expect(lines[0]).toMatch(/^cpu \d+ offset 5 whence 0$/);
+    // The dynamic loader's opens come first; the probe's own openat(AT_FDCWD, target) is last.
+    const last = got.at(-1)!;
+    expect([last.dfd, last.filename]).toEqual([-100, target]);
+    expect(last.stack[0]).toMatch(/^do_sys_openat2\+0x[0-9a-f]+$/);
+    expect(last.stack.some((f) => /^(__x64_sys_openat|__arm64_sys_openat|__do_sys_openat|do_sys_open)\+/.test(f))).toBe(true);
+    expect(last.stack.some((f) => f.startsWith('do_syscall_64+') || f.startsWith('el0_svc'))).toBe(true);
+    expect(lines.some((l) => l.endsWith(` dfd -100 ${target}`))).toBe(true);
   });
 });
