@@ -27,6 +27,7 @@ die() { say "$*"; exit 2; }
 [ "$(id -u)" -eq 0 ] || die "needs root (apt-get download, and the guest runs the kernel tests as root)"
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+# busybox-static: the initramfs, and (seen through the shared root) the guest's poweroff.
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod || need+=(busybox-static)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v cpio >/dev/null || need+=(cpio)
@@ -136,12 +137,17 @@ mount -t bpf bpf $R/sys/fs/bpf; mount -t tracefs tracefs $R/sys/kernel/tracing; 
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup; mount -t securityfs securityfs $R/sys/kernel/security
 ip link set lo up
 . /vmtest.env
-echo "vmtest: guest $(uname -r) up; running $TSLCC_VM_SUITES"
-chroot $R /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root CI=true TERM=dumb \
-  TSLCC_VM="$TSLCC_VM" TSLCC_CORE_OBJECT="$TSLCC_CORE_OBJECT" TSLCC_CORE_EXPECT="$TSLCC_CORE_EXPECT" \
-  /bin/sh -c "cd '$TSLCC_REPO' && node node_modules/vitest/vitest.mjs run $TSLCC_VM_SUITES"
-echo "TSLCC_VM_STATUS=$?"
-poweroff -f
+# switch_root, not chroot: inside a chroot the kernel refuses new user namespaces (EPERM), and
+# the compile server's sandbox (bubblewrap) needs one.
+cat > $R/run/vmtest-run.sh <<RUN
+export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root CI=true TERM=dumb
+export TSLCC_VM='$TSLCC_VM' TSLCC_CORE_OBJECT='$TSLCC_CORE_OBJECT' TSLCC_CORE_EXPECT='$TSLCC_CORE_EXPECT'
+echo "vmtest: guest \$(uname -r) up; running $TSLCC_VM_SUITES"
+cd '$TSLCC_REPO' && node node_modules/vitest/vitest.mjs run $TSLCC_VM_SUITES
+echo "TSLCC_VM_STATUS=\$?"
+/bin/busybox poweroff -f
+RUN
+exec switch_root $R /bin/sh /run/vmtest-run.sh
 EOF
   chmod +x "$root/init"
   cat > "$root/vmtest.env" <<EOF

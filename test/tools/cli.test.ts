@@ -119,8 +119,10 @@ describe('tslcc', () => {
       const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
         const c = spawn(process.execPath, [BIN, 'compile', src, '--server', url, '--no-cache'], { env: { ...process.env, ...env } });
         let out = '';
+        let errOut = '';
         c.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-        c.on('close', (code) => resolve({ code, out }));
+        c.stderr.setEncoding('utf8').on('data', (d: string) => { errOut += d; });
+        c.on('close', (code) => resolve({ code, out: code ? errOut : out }));
       });
       expect({ code: r.code, out: r.code ? r.out : '' }).toEqual({ code: 0, out: '' });
       expect(r.out).toMatch(new RegExp(`^✓ ${path.join(dir, 'remote.bpf.o')} \\(\\d+ bytes, compiled remotely in \\d+ ms, key [0-9a-f]{12}\\)`));
