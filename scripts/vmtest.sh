@@ -132,7 +132,8 @@ mount -t overlay -o lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/w
 R=/mnt/root
 mount -t proc proc $R/proc; mount -t sysfs sys $R/sys; mount -t devtmpfs dev $R/dev
 mkdir -p $R/dev/pts $R/dev/shm; mount -t devpts devpts $R/dev/pts; mount -t tmpfs shm $R/dev/shm
-mount -t tmpfs tmp $R/tmp; mount -t tmpfs run $R/run
+# No tmpfs over /tmp: a checkout under /tmp must stay visible (writes go to the overlay anyway).
+mount -t tmpfs run $R/run
 mount -t bpf bpf $R/sys/fs/bpf; mount -t tracefs tracefs $R/sys/kernel/tracing; mount -t debugfs debugfs $R/sys/kernel/debug
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup; mount -t securityfs securityfs $R/sys/kernel/security
 ip link set lo up
