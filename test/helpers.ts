@@ -8,6 +8,17 @@ export const isRoot = process.getuid?.() === 0;
 export const ROOT_SKIP = 'kernel tests need root (CAP_BPF, CAP_PERFMON); run npm test as root';
 export const REPO = path.resolve(__dirname, '..');
 
+/**
+ * BPF C: `mine()` is true in the children of the process whose tgid is in `parent_tgid`
+ * (set it to process.pid), so only a test's own workload counts, never other processes'.
+ */
+export const CHILDREN_FILTER = `
+  const volatile u32 parent_tgid = 0;
+  static __always_inline bool mine(void) {
+    struct task_struct *task = (void *)bpf_get_current_task();
+    return BPF_CORE_READ(task, real_parent, tgid) == parent_tgid;
+  }`;
+
 /** A cache dir private to this test file, so tests never see another run's objects. */
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `tslcc-${prefix}-`));

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   compile, LbcBase, LbcError, NotFoundError, openObject, UnsupportedError, VerifierError, type ObjectSpec,
 } from '@tslcc/sdk';
-import { isRoot, probeBinary, runProbe, tempDir } from '../helpers';
+import { CHILDREN_FILTER, isRoot, probeBinary, runProbe, tempDir } from '../helpers';
 
 const cacheDir = tempDir('preload');
 // A syscall wrapper that is in the kernel's BTF (the getppid one is not, on 6.18).
@@ -15,12 +15,7 @@ const SYS_FN = process.arch === 'arm64' ? '__arm64_sys_lseek' : '__x64_sys_lseek
 const NR_GETPPID = process.arch === 'arm64' ? 173 : 110;
 
 // Only the children of this test process count, so other processes' syscalls never do.
-const MINE = `
-  const volatile u32 parent_tgid = 0;
-  static __always_inline bool mine(void) {
-    struct task_struct *task = (void *)bpf_get_current_task();
-    return BPF_CORE_READ(task, real_parent, tgid) == parent_tgid;
-  }`;
+const MINE = CHILDREN_FILTER;
 
 const started: LbcBase[] = [];
 afterAll(() => { for (const t of started) t.close(); });

@@ -7,18 +7,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { hasKprobes, kernelProbes, LbcBase, LbcError } from '@tslcc/sdk';
-import { isRoot, runProbe, tempDir } from '../helpers';
+import { CHILDREN_FILTER, isRoot, runProbe, tempDir } from '../helpers';
 
 const cacheDir = tempDir('trampoline');
 const KERNEL = `kernel ${os.release()}`;
 const VM = 'it runs in the VM suite (npm run test:vm)';
 
-const MINE = `
-  const volatile u32 parent_tgid = 0;
-  static __always_inline bool mine(void) {
-    struct task_struct *task = (void *)bpf_get_current_task();
-    return BPF_CORE_READ(task, real_parent, tgid) == parent_tgid;
-  }`;
+// Only the children of this test process count, so other processes' syscalls never do.
+const MINE = CHILDREN_FILTER;
 
 const tools: LbcBase[] = [];
 afterAll(() => { for (const t of tools) t.close(); });
@@ -29,7 +25,7 @@ async function start(name: string, source: string, opts: Record<string, unknown>
   return t.start();
 }
 
-/** A regular file to lseek in: vfs_llseek then returns the offset asked for. */
+/** A regular file to lseek in: lseek then returns the offset asked for. */
 function seekFile(): string {
   const f = path.join(tempDir('seek'), 'data');
   fs.writeFileSync(f, Buffer.alloc(8192));
