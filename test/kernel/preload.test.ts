@@ -2,6 +2,7 @@
 // fentry with a kprobe/tracepoint fallback chosen from feature probes, tp_btf/raw_tp twins,
 // map sizes the C leaves at 0, dummy attach targets, event structs that are only locals,
 // variable-length records, and the attach policy (targetless SECs, twins, missing points).
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -125,6 +126,57 @@ describe.skipIf(!isRoot)('pre-load stage', () => {
     runProbe('getppid', '30');
     expect(t.readGlobal('hits_btf')).toBe(30n);
     expect(t.readGlobal('hits_raw')).toBe(0n);
+  });
+
+  // /proc/softirqs counts at the same place as the softirq_entry tracepoint, so a counter
+  // attached between two readings lies between the deltas of the readings taken just after
+  // attaching and just before detaching, and those taken around both: exact bounds, no timing.
+  const SOFTIRQ_TWINS = `
+    u64 btf_counts[10] = {}, raw_counts[10] = {};
+    SEC("tp_btf/softirq_entry") int BPF_PROG(softirq_btf, unsigned int vec_nr) {
+      if (vec_nr < 10) __sync_fetch_and_add(&btf_counts[vec_nr], 1);
+      return 0;
+    }
+    SEC("raw_tp/softirq_entry") int BPF_PROG(softirq_raw, unsigned int vec_nr) {
+      if (vec_nr < 10) __sync_fetch_and_add(&raw_counts[vec_nr], 1);
+      return 0;
+    }`;
+  const procSoftirqs = (): bigint[] => fs.readFileSync('/proc/softirqs', 'utf8').trim().split('\n').slice(1)
+    .map((l) => l.trim().split(/\s+/).slice(1).reduce((a, n) => a + BigInt(n), 0n));
+
+  async function window(t: LbcBase, progs: string[]): Promise<{ inner: bigint[]; outer: bigint[] }> {
+    const s0 = procSoftirqs();
+    for (const p of progs) t.attach(p);
+    const s0i = procSoftirqs();
+    await new Promise((r) => setTimeout(r, 300)); // timer and RCU softirqs happen meanwhile
+    const s1i = procSoftirqs();
+    for (const p of progs) t.detach(p);
+    const s1 = procSoftirqs();
+    return { inner: s1i.map((v, i) => v - s0i[i]!), outer: s1.map((v, i) => v - s0[i]!) };
+  }
+
+  test('softirq twins: one chosen counts exactly what /proc/softirqs counts; both loaded count double', async () => {
+    const one = await start('softirq1', SOFTIRQ_TWINS, {
+      attach: false, globals: {},
+      beforeLoad: (spec: ObjectSpec) => { spec.programs[spec.features.tpBtf('softirq_entry') ? 'softirq_raw' : 'softirq_btf']!.autoload = false; },
+    });
+    const chosen = one.programs.find((p) => p.autoload)!.name;
+    const w1 = await window(one, [chosen]);
+    const c1 = one.readGlobal(chosen === 'softirq_btf' ? 'btf_counts' : 'raw_counts') as bigint[];
+    for (let v = 0; v < 10; v++) {
+      expect(c1[v]! >= w1.inner[v]! && c1[v]! <= w1.outer[v]!, `vec ${v}: ${w1.inner[v]} <= ${c1[v]} <= ${w1.outer[v]}`).toBe(true);
+    }
+    expect(w1.inner.reduce((a, b) => a + b, 0n)).toBeGreaterThan(0n);
+    one.close();
+
+    const both = await start('softirq2', SOFTIRQ_TWINS, { attach: false, globals: {} });
+    const w2 = await window(both, ['softirq_btf', 'softirq_raw']);
+    const b = both.readGlobal('btf_counts') as bigint[];
+    const r = both.readGlobal('raw_counts') as bigint[];
+    for (let v = 0; v < 10; v++) {
+      const sum = b[v]! + r[v]!;
+      expect(sum >= 2n * w2.inner[v]! && sum <= 2n * w2.outer[v]!, `vec ${v}: ${2n * w2.inner[v]!} <= ${sum} <= ${2n * w2.outer[v]!}`).toBe(true);
+    }
   });
 
   test('programs: { x: false } and a dummy tp_btf target set with attachTarget', async () => {
