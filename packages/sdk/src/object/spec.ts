@@ -33,7 +33,7 @@ export interface OpenObjectOptions {
   /** Where warnings go (default: stderr, prefixed "tslcc: warning:"). */
   onWarning?: (message: string) => void;
   /**
-   * The source the object was compiled from, and its name in messages: kernels before 6.? print
+   * The source the object was compiled from, and its name in messages: older kernels (6.1) print
    * verifier source annotations without "@ file:line", so the line is found in the text.
    */
   source?: { text: string; file: string };
