@@ -89,14 +89,36 @@ export function checkKprobes(what: string, alternatives: string[] = ['tracepoint
     'CONFIG_KPROBES', alternatives);
 }
 
-/** Whether a kernel function exists (in /proc/kallsyms). */
-export function kernelFunctionExists(func: string): boolean {
+let textSymbols: Set<string> | undefined;
+
+/** Names of kernel text symbols (/proc/kallsyms t/T/w/W), read once per process. */
+function kernelTextSymbols(reread = false): Set<string> | undefined {
+  if (textSymbols && !reread) return textSymbols;
+  const out = new Set<string>();
   try {
-    const text = fs.readFileSync('/proc/kallsyms', 'utf8');
-    return new RegExp(` [tTwW] ${func.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\t|$)`, 'm').test(text);
+    for (const line of fs.readFileSync('/proc/kallsyms', 'utf8').split('\n')) {
+      // "ffffffff81000000 T _stext" or "... t name\t[module]"
+      const sp = line.indexOf(' ');
+      const t = line.charCodeAt(sp + 1) | 0x20;
+      if (sp < 0 || (t !== 0x74 && t !== 0x77)) continue; // t or w, either case
+      const tab = line.indexOf('\t', sp + 3);
+      out.add(tab < 0 ? line.slice(sp + 3) : line.slice(sp + 3, tab));
+    }
   } catch {
-    return true;
+    return undefined; // unreadable (no /proc): let the kernel answer instead
   }
+  textSymbols = out;
+  return out;
+}
+
+/**
+ * Whether a kernel function exists (in /proc/kallsyms). The names are read once; a miss
+ * reads them again, since a module may have loaded since.
+ */
+export function kernelFunctionExists(func: string): boolean {
+  const names = kernelTextSymbols();
+  if (!names || names.has(func)) return true;
+  return kernelTextSymbols(true)?.has(func) ?? true;
 }
 
 /** uapi enum bpf_prog_type / bpf_map_type values used by the feature probes. */

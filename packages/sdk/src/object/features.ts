@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { native } from '../native.js';
-import { hasKprobes, TRACEFS_PATHS } from '../system.js';
+import { hasKprobes, kernelFunctionExists, TRACEFS_PATHS } from '../system.js';
 
 const BTF_KIND_TYPEDEF = 8;
 const BTF_KIND_FUNC = 12;
@@ -15,27 +15,7 @@ const BPF_TRACE_FENTRY = 24;
 const BPF_TRACE_FEXIT = 25;
 const BPF_MAP_TYPE_RINGBUF = 27;
 
-let kallsyms: Set<string> | undefined;
 let filterFunctions: Set<string> | null | undefined;
-
-/** Names of kernel text symbols (/proc/kallsyms t/T/w/W), read once. */
-function kernelTextSymbols(): Set<string> {
-  if (kallsyms) return kallsyms;
-  const out = new Set<string>();
-  try {
-    const text = fs.readFileSync('/proc/kallsyms', 'utf8');
-    for (const line of text.split('\n')) {
-      // "ffffffff81000000 T _stext" or "... t name\t[module]"
-      const sp = line.indexOf(' ');
-      const t = line.charCodeAt(sp + 1) | 0x20;
-      if (sp < 0 || (t !== 0x74 && t !== 0x77)) continue; // t or w, either case
-      const tab = line.indexOf('\t', sp + 3);
-      out.add(tab < 0 ? line.slice(sp + 3) : line.slice(sp + 3, tab));
-    }
-  } catch { /* no kallsyms: empty */ }
-  kallsyms = out;
-  return out;
-}
 
 /** tracefs available_filter_functions: the functions ftrace (and so kprobes on entry) may hook; null if unreadable. */
 function ftraceFunctions(): Set<string> | null {
@@ -74,7 +54,7 @@ export class KernelProbes {
 
   /** A kernel function of this name exists (/proc/kallsyms). */
   kernelFunction(name: string): boolean {
-    return kernelTextSymbols().has(name);
+    return kernelFunctionExists(name);
   }
 
   /** A kprobe on `func` can be created: kprobes exist, the function exists, ftrace may hook it (when the list is readable). */
