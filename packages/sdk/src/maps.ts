@@ -362,7 +362,9 @@ export interface EventInfo {
   size: number;
   /**
    * Bytes past sizeof(T), for records of variable length (a flexible array member, NUL-packed
-   * strings after a header): a copy, present only when the record is longer than T.
+   * strings after a header): a copy, present only when the record is longer than T. Perf
+   * buffers pad records to 8-byte words, so there it appears from 8 extra bytes on, and may
+   * end in up to 7 bytes of padding.
    */
   tail?: Buffer;
 }
@@ -548,6 +550,7 @@ export class EventMap<T = unknown> extends LbcMap {
     if (view?.buf !== batch) view = this.batchView = { buf: batch, dv: new DataView(batch.buffer, batch.byteOffset, batch.byteLength) };
     const dv = view.dv;
     const need = this.eventSize;
+    const ring = this.kind === 'ring';
     const cbs = this.callbacks;
     const iters = this.iterators;
     let off = 0;
@@ -571,7 +574,11 @@ export class EventMap<T = unknown> extends LbcMap {
           event = this.decoder(s.buf, s.dv, 0);
         }
         this.received++;
-        const info: EventInfo = size > need && need ? { cpu, size, tail: Buffer.from(batch.subarray(off + 8 + need, off + 8 + size)) } : { cpu, size };
+        // A perf sample's raw data is padded so that it and its u32 size fill 8-byte words:
+        // up to 7 bytes past sizeof(T) are padding there, not a tail (ring records are exact).
+        const extra = size - need;
+        const info: EventInfo = need && extra > 0 && (ring || extra >= 8)
+          ? { cpu, size, tail: Buffer.from(batch.subarray(off + 8 + need, off + 8 + size)) } : { cpu, size };
         for (let i = 0; i < cbs.length; i++) cbs[i]!(event, info);
         if (iters.size) for (const it of iters) it.push(event);
       }
